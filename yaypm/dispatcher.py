@@ -742,8 +742,13 @@ class Dispatcher:
         line = record.encode()
         if self._write is None:
             return                    # re-sent by attach()
-        self._controls.append(_Control(line, kind, name, d))
-        self._send(line)
+        control = _Control(line, kind, name, d)
+        self._controls.append(control)
+        try:
+            self._send(line)
+        except Exception:
+            self._controls.remove(control)
+            raise
 
     def _send_install(self, inst: _Install) -> None:
         self._send_control(P.Install(inst.priority, inst.name, inst.filter_name,
@@ -761,12 +766,17 @@ class Dispatcher:
         ident = self._next_id()
         try:
             line = m._to_record(ident).encode()
-            self._send(line)
         except Exception as e:
             return defer.fail(e)
         m._id = ident
         d: Deferred[bool] = Deferred(lambda _: self._outstanding.pop(ident, None))
+        # Registered before writing: an in-process engine may answer inside the write call.
         self._outstanding[ident] = (m, d)
+        try:
+            self._send(line)
+        except Exception as e:
+            self._outstanding.pop(ident, None)
+            return defer.fail(e)
         self.stats["dispatched"] += 1
         return d
 
