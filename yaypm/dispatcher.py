@@ -16,6 +16,7 @@ resort, by the answer deadline a little before Yate's own timeout.
 from __future__ import annotations
 
 import itertools
+import weakref
 from collections import deque
 from typing import Any, Callable, Deque, Dict, Iterable, Iterator, List, Optional, Tuple
 
@@ -271,8 +272,17 @@ class _Waiter:
         self.guard = guard
         self.autoreturn = autoreturn
         self.deferred: Optional[Deferred] = None
-        self.until: Optional[Deferred] = None
+        self.until: Optional[_UntilLink] = None
         self.active = True
+
+
+class _UntilLink:
+    """The waits abandoned when one ``until`` Deferred fires (one callback on it for all)."""
+    __slots__ = ("waiters", "fired")
+
+    def __init__(self) -> None:
+        self.waiters: Dict[_Waiter, Dict[str, List[_Waiter]]] = {}
+        self.fired = False
 
 
 class Registration:
@@ -366,6 +376,8 @@ class Dispatcher:
         self._outstanding: Dict[str, Tuple[Message, Deferred]] = {}
         self._controls: Deque[_Control] = deque()
         self._unanswered: Dict[str, Message] = {}
+        self._untils: "weakref.WeakKeyDictionary[Deferred, _UntilLink]" = \
+            weakref.WeakKeyDictionary()
         self._disconnect_reason: Any = DisconnectedException("not connected yet")
         self.stats = {"received": 0, "answered": 0, "unhandled": 0, "dispatched": 0,
                       "errors": 0, "deadline": 0}
@@ -418,6 +430,8 @@ class Dispatcher:
     def line_received(self, line: str) -> None:
         """Parse one line from Yate and act on it; a malformed line is logged and skipped."""
         wire_log.debug("<- {line}", line=line)
+        if not line or line == "\r":
+            return                       # Yate ignores empty lines; so do we (extmodule §2)
         try:
             record = P.parse_line(line)
         except ProtocolError as e:
@@ -591,15 +605,16 @@ class Dispatcher:
     def _handle_notification(self, rec: P.MessageAnswer) -> None:
         name = rec.name or ""
         waiters = self._watch_waiters.get(name)
+        all_waiters = self._watch_waiters.get("") if name else None
         watchers = self._watchers.get(name)
         all_watchers = self._watchers.get("") if name else None
-        if not waiters and not watchers and not all_watchers:
+        if not waiters and not all_waiters and not watchers and not all_watchers:
             return
         m = Message(self, name, rec.params, rec.retvalue, "", None)
         m._processed = rec.processed
-        if waiters:
+        if waiters or all_waiters:
             fired = []
-            for w in list(waiters):
+            for w in list(waiters or ()) + list(all_waiters or ()):
                 try:
                     ok = w.guard(m)
                 except Exception:
@@ -609,10 +624,11 @@ class Dispatcher:
                     fired.append(w)
             for w in fired:
                 self._remove_waiter(self._watch_waiters, w)
-                try:
-                    w.deferred.callback(m)
-                except Exception:
-                    self.log.failure("Watch callback for {name} failed", name=name)
+                w.deferred.callback(m)
+                # App code ran in our call: a failure it left in the chain is logged here
+                # rather than as "Unhandled error in Deferred" at garbage collection.
+                w.deferred.addErrback(
+                    lambda f: self.log.failure("Watch callback for {name} failed", f, name=name))
         for regs in (watchers, all_watchers):
             if regs:
                 for reg in list(regs):
@@ -895,31 +911,36 @@ class Dispatcher:
         w.deferred = Deferred(cancel)
         table.setdefault(w.name, []).append(w)
         if until is not None:
-            w.until = until
+            # One callback per ``until`` Deferred, shared by every wait that uses it: a call's
+            # hang-up Deferred serves thousands of waits without its callback list growing.
+            link = self._untils.get(until)
+            if link is None or link.fired:
+                link = _UntilLink()
+                self._untils[until] = link
+                link.waiters[w] = table
+                w.until = link
+                until.addBoth(self._until_fired, link)   # fires at once if until already has
+            else:
+                link.waiters[w] = table
+                w.until = link
 
-            def abandon(result: Any) -> Any:
-                if w.active:
-                    self._remove_waiter(table, w)
-                    cause = result.value if isinstance(result, Failure) else result
-                    w.deferred.errback(Failure(AbandonedException(cause)))
-                return result
-            until.addBoth(abandon)
-
-            def detach_until(result: Any) -> Any:
-                # Drop our link from ``until`` so long-lived until Deferreds do not pile up
-                # closures (one per wait) for the life of a call.
-                cbs = until.callbacks
-                for i, cb in enumerate(cbs):
-                    if cb[0][0] is abandon:
-                        del cbs[i]
-                        break
-                return result
-            w.deferred.addBoth(detach_until)
+    def _until_fired(self, result: Any, link: "_UntilLink") -> Any:
+        link.fired = True
+        cause = result.value if isinstance(result, Failure) else result
+        waiters, link.waiters = link.waiters, {}
+        for w, table in waiters.items():
+            if w.active:
+                self._remove_waiter(table, w)
+                w.deferred.errback(Failure(AbandonedException(cause)))
+        return result
 
     def _remove_waiter(self, table: Dict[str, List[_Waiter]], w: _Waiter) -> None:
         if not w.active:
             return
         w.active = False
+        if w.until is not None:
+            w.until.waiters.pop(w, None)
+            w.until = None
         lst = table.get(w.name)
         if lst is not None:
             try:

@@ -171,7 +171,8 @@ def _encode_params(params: Params, engine_side: bool) -> str:
             # be mangled, so it is refused here rather than sent.
             raise ProtocolError(key, "parameter name contains '=' (Yate cannot receive it)")
         ekey = escape_key(key)
-        if not ekey and value is not None:
+        if not ekey:
+            # An empty key would be an empty segment (skipped) or '=value' (refused by Yate).
             raise ProtocolError(key, "empty parameter name")
         if value is None:
             parts.append(":" + ekey)
@@ -553,6 +554,9 @@ def parse_line(line: str, *, script_side: bool = False) -> Record:
     """
     if line.endswith("\r"):
         line = line[:-1]
+    if "\x00" in line:
+        # Yate's reader ends a line at NUL (vector 22): this is two lines, not one.
+        raise ProtocolError(line, "NUL inside a line")
     if line.startswith("%%>message:"):
         return _parse_message(line, script_side)
     if line.startswith("%%<message:"):
