@@ -17,7 +17,9 @@ setup(
         "lark>=1.1",
     ],
     extras_require={
-        "test": ["pytest>=8", "pytest-twisted>=1.14", "hypothesis>=6"],
+        "sql": ["PyMySQL>=1.0", "psycopg2-binary>=2.9"],
+        "test": ["pytest>=8", "pytest-twisted>=1.14", "hypothesis>=6", "PyMySQL>=1.0",
+                 "psycopg2-binary>=2.9"],
         "bench": ["python-yate"],
     },
     entry_points={
