@@ -721,3 +721,21 @@ def test_wiki_snippet_script_runs_unchanged():
     assert conn.take() == ["%%<message:0x7f.8:true:chan.hangup:"]
     assert results == {"executed": "dumb/", "status": (True, "name=extmodule\r\n")}
     assert conn.dispatcher.pending_count() == 0
+
+
+def test_answer_deadline_follows_yate_timeout():
+    conn = MemoryConnection()
+    conn.dispatcher.setlocal("timeout", 1000)
+    conn.feed("%%<setlocal:timeout:1000:true")
+    d = conn.dispatcher.onmsg("test.slow")
+    confirm(conn)
+    conn.feed("%%>message:0x7f.1:0:test.slow::n=1")
+    success_result_of(d)
+    conn.clock.advance(0.89)
+    assert conn.take() == []
+    with capturedLogs():
+        conn.clock.advance(0.01)
+    assert conn.take() == ["%%<message:0x7f.1:false:"]
+    conn.dispatcher.setlocal("timeout", 0)
+    conn.feed("%%<setlocal:timeout:0:true")
+    assert conn.dispatcher.answer_deadline == 9.0

@@ -361,6 +361,7 @@ class Dispatcher:
         self.role = role
         self.default_priority = default_priority
         self.answer_deadline = answer_deadline
+        self._configured_deadline = answer_deadline
         self._write: Optional[Callable[[str], None]] = None
         self._generation = 0
         self._id_prefix = id_prefix
@@ -669,6 +670,8 @@ class Dispatcher:
             self._install_reply(rec)
         elif kind is P.WatchReply:
             self._watch_reply(rec)
+        elif kind is P.SetLocalReply and rec.name == "timeout" and rec.success:
+            self._follow_timeout(rec.value)
         elif kind is P.SetLocalReply and rec.name == "bufsize" and rec.success:
             try:
                 self.bufsize = int(rec.value)
@@ -690,6 +693,24 @@ class Dispatcher:
             d.callback(rec.success) if rec.success else d.errback(
                 InstallError(f"Yate refused to {'install' if kind is P.InstallReply else 'watch'}"
                              f" {rec.name}"))
+
+    def _follow_timeout(self, value: str) -> None:
+        """Yate's answer timeout changed (ms): keep our deadline a little before it.
+
+        With the default deadline (9 s) and ``setlocal('timeout', 1000)``, a forgotten answer
+        would otherwise reach Yate after it had given up (trace A4).  ``timeout <= 0`` means
+        Yate waits forever: the configured deadline applies.
+        """
+        if self._configured_deadline is None:
+            return
+        try:
+            ms = int(value)
+        except ValueError:
+            return
+        if ms <= 0:
+            self.answer_deadline = self._configured_deadline
+        else:
+            self.answer_deadline = min(self._configured_deadline, ms * 0.9 / 1000.0)
 
     def _install_reply(self, rec: P.InstallReply) -> None:
         inst = self._installs.get(rec.name)
