@@ -68,6 +68,7 @@ __all__ = [
     "pytest_runtest_setup",
     "pytest_runtest_makereport",
     "yate",
+    "yate_connect",
     "sip_call",
     "sip_callee",
 ]
@@ -161,7 +162,8 @@ def yate_missing_reason() -> Optional[str]:
     env = os.environ.get("YAYPM_YATE_PREFIX")
     if find_yate() is None:
         if env:
-            return f"YAYPM_YATE_PREFIX={env} has no executable bin/yate"
+            return (f"YAYPM_YATE_PREFIX={env} has no executable bin/yate (unset it to use the "
+                    "build of scripts/install-yate)")
         return ("no Yate build found: run scripts/install-yate (builds the vendored Yate into "
                 f"{_cache_base()}) or set YAYPM_YATE_PREFIX")
     if find_sipp() is None:
@@ -298,7 +300,7 @@ class YateEngine:
             self.global_port = _free_port()
             self.connect_port = _free_port()
             self.sip_port = _free_port(socket.SOCK_DGRAM)
-            self._render_config()
+            self.render_config()
             self._launch()
             try:
                 self._wait_ready()
@@ -358,7 +360,8 @@ class YateEngine:
         values.update(self.variables)
         return values
 
-    def _render_config(self) -> None:
+    def render_config(self) -> None:
+        """Write the run's configuration into :attr:`conf_dir` (done by :meth:`start`)."""
         if not self.templates.is_dir():
             raise YateStartError(f"no Yate configuration templates in {self.templates}")
         self.conf_dir.mkdir(parents=True, exist_ok=True)
@@ -649,7 +652,9 @@ class ExtModuleConnection:
         self.sock = sock
         self.name = name
         self.sock.setblocking(False)
-        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if sock.family in (socket.AF_INET, socket.AF_INET6):
+            # each line is one request: do not let Nagle hold it back (yate-extmodule.md, E_throughput)
+            self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self._buffer = b""
         self._eof = False
         self._ids = iter(range(1, 1 << 62))
@@ -734,24 +739,31 @@ class ExtModuleConnection:
             self.backlog.append(line)
 
     def expect_closed(self, timeout: float = 5.0) -> list[Line]:
-        """Wait until Yate closes the connection; returns the lines that came before."""
+        """Wait until Yate closes the connection; returns (and consumes) the lines not
+        consumed before, backlog included."""
         deadline = time.monotonic() + timeout
-        lines = []
+        lines, self.backlog = self.backlog, []
         while True:
             try:
                 line = self._next_from_socket(deadline)
             except ConnectionClosedError:
                 return lines
             if line is None:
+                self.backlog = lines
                 raise TimeoutError(f"{self.name}: still open after {timeout}s")
             lines.append(line)
-            self.backlog.append(line)
 
     def close(self) -> None:
         try:
             self.sock.close()
         except OSError:
             pass
+
+    def __enter__(self) -> "ExtModuleConnection":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     # -- the documented line formats --------------------------------------------------
 
@@ -1232,6 +1244,27 @@ def yate(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactor
         yield engine
     finally:
         engine.stop()
+
+
+@pytest.fixture
+def yate_connect(yate: YateEngine) -> Iterator[Callable[..., ExtModuleConnection]]:
+    """``yate_connect(role=None)``: :meth:`YateEngine.connect` for one test.
+
+    The connections are closed when the test ends, so the handlers and watches a test
+    installed never answer (or delay) the next test's messages on the shared engine.
+    """
+    opened: list[ExtModuleConnection] = []
+
+    def connect(role: Optional[str] = None, timeout: float = 5.0) -> ExtModuleConnection:
+        conn = yate.connect(role, timeout)
+        opened.append(conn)
+        return conn
+
+    try:
+        yield connect
+    finally:
+        for conn in opened:
+            conn.close()
 
 
 def _agents(request: pytest.FixtureRequest) -> list[SippAgent]:
