@@ -445,3 +445,13 @@ def test_parse_line_never_crashes_with_anything_but_protocol_error(s):
             parse_line(s, script_side=side)
         except ProtocolError:
             pass
+
+
+@pytest.mark.parametrize("line", ["%%<install:100:x:true", "%%<watch:x:true", "%%<quit",
+                                  "%%<setlocal:a:b:true", "Error in: x", "%%<unwatch:x:true",
+                                  "%%<uninstall:0:x:false"])
+def test_reply_keywords_from_a_script_are_refused(line):
+    """Yate answers 'Error in' to a script sending one of its replies (trace A3)."""
+    with pytest.raises(ProtocolError):
+        parse_line(line, script_side=True)
+    parse_line(line)                      # what the engine sends

@@ -545,6 +545,10 @@ def _int(text: str, line: str, what: str) -> int:
         raise ProtocolError(line, f"bad {what} {text!r}") from None
 
 
+_ENGINE_ONLY = ("%%<install:", "%%<uninstall:", "%%<watch:", "%%<unwatch:", "%%<setlocal:",
+                "Error in: ")
+
+
 def parse_line(line: str, *, script_side: bool = False) -> Record:
     """Parse one line (without its newline) into a record; raise ProtocolError if malformed.
 
@@ -561,6 +565,9 @@ def parse_line(line: str, *, script_side: bool = False) -> Record:
         return _parse_message(line, script_side)
     if line.startswith("%%<message:"):
         return _parse_answer(line, script_side)
+    if script_side and (line.startswith(_ENGINE_ONLY) or line == "%%<quit"):
+        # Replies are Yate's to send: from a script they get "Error in" (trace A3).
+        raise ProtocolError(line, "a reply keyword cannot be sent by a script")
     if line.startswith("%%<install:") or line.startswith("%%<uninstall:"):
         skip = 11 if line[3] == "i" else 13
         prio, name, ok = _split_reply(line, skip, line[3:skip - 1])
