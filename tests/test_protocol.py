@@ -429,7 +429,7 @@ def test_escape_unescape_inverse(s):
     assert ":" not in e and not any(c < " " for c in e)
 
 
-@given(st.text(max_size=30))
+@given(st.text(max_size=30).filter(lambda s: ":" not in s))     # a field: split on ':' already
 def test_unescape_either_refuses_or_escape_restores_canonical(s):
     try:
         u = unescape(s)
