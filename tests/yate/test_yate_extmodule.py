@@ -212,4 +212,5 @@ def test_script_route_wins_over_regexroute(yate_connect):
     mid = script.message("call.route", {"called": "5555", "caller": "t"})
     asked = router.expect(message_is("call.route", "handle", called="5555"))
     router.answer(asked, True, "dumb/")
-    assert script.expect(f"%%<message:{mid}:") == f"%%<message:{mid}:true:call.route:dumb/:called=5555:caller=t"
+    assert script.expect(f"%%<message:{mid}:") == \
+        f"%%<message:{mid}:true:call.route:dumb/:called=5555:caller=t"

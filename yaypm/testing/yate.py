@@ -35,9 +35,9 @@ import socket
 import string
 import subprocess
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable, Iterator, Mapping, Optional, Sequence, Union
+from typing import Callable, Generator, Iterator, Mapping, Optional, Sequence, Union
 
 import pytest
 from twisted.logger import Logger
@@ -727,16 +727,16 @@ class ExtModuleConnection:
         deadline = time.monotonic() + timeout
         while True:
             try:
-                line = self._next_from_socket(deadline)
+                received = self._next_from_socket(deadline)
             except ConnectionClosedError as e:
                 raise ConnectionClosedError(f"{e} while waiting for {_describe(predicate)}; "
                                             f"unconsumed: {self.backlog!r}") from None
-            if line is None:
+            if received is None:
                 raise TimeoutError(f"{self.name}: nothing matching {_describe(predicate)} "
                                    f"within {timeout}s; unconsumed lines: {self.backlog!r}")
-            if match(line):
-                return line
-            self.backlog.append(line)
+            if match(received):
+                return received
+            self.backlog.append(received)
 
     def expect_closed(self, timeout: float = 5.0) -> list[Line]:
         """Wait until Yate closes the connection; returns (and consumes) the lines not
@@ -805,12 +805,12 @@ class ExtModuleConnection:
             if filter_value is not None:
                 line += f":{_escape(filter_value)}"
         self.send_line(line)
-        return self.expect(lambda l: l.startswith("%%<install:") and l.split(":")[2] == _escape(name),
+        return self.expect(lambda ln: ln.startswith("%%<install:") and ln.split(":")[2] == _escape(name),
                            timeout)
 
     def uninstall(self, name: str, timeout: float = 5.0) -> Line:
         self.send_line(f"%%>uninstall:{_escape(name)}")
-        return self.expect(lambda l: l.startswith("%%<uninstall:") and l.split(":")[2] == _escape(name),
+        return self.expect(lambda ln: ln.startswith("%%<uninstall:") and ln.split(":")[2] == _escape(name),
                            timeout)
 
     def watch(self, name: str, timeout: float = 5.0) -> Line:
@@ -1105,8 +1105,10 @@ class SippCall(SippAgent):
     role = "caller"
 
     def __init__(self, sip_port: int, number: str, run_dir: Union[str, Path], *,
-                 scenario: Union[str, Path] = "uac_wait_bye", **kwargs: object) -> None:
-        super().__init__(scenario, run_dir, **kwargs)  # type: ignore[arg-type]
+                 scenario: Union[str, Path] = "uac_wait_bye",
+                 keys: Optional[Mapping[str, object]] = None, timeout: float = 30.0,
+                 label: str = "caller") -> None:
+        super().__init__(scenario, run_dir, keys=keys, timeout=timeout, label=label)
         self.sip_port = sip_port
         self.number = number
 
@@ -1120,8 +1122,11 @@ class SippCallee(SippAgent):
     role = "callee"
     behaviours = {"answer": "uas_answer", "busy": "uas_busy", "noanswer": "uas_noanswer"}
 
-    def __init__(self, behaviour: str, run_dir: Union[str, Path], **kwargs: object) -> None:
-        super().__init__(self.behaviours.get(behaviour, behaviour), run_dir, **kwargs)  # type: ignore[arg-type]
+    def __init__(self, behaviour: str, run_dir: Union[str, Path], *,
+                 keys: Optional[Mapping[str, object]] = None, timeout: float = 30.0,
+                 label: str = "callee") -> None:
+        super().__init__(self.behaviours.get(behaviour, behaviour), run_dir,
+                         keys=keys, timeout=timeout, label=label)
         self.behaviour = behaviour
 
     @property
@@ -1194,18 +1199,18 @@ def _tail(text: str, lines: int = _REPORT_LINES) -> str:
     return f"[... {len(split) - lines} earlier lines cut ...]\n" + "\n".join(split[-lines:])
 
 
-@pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Iterator[None]:
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item,
+                              call: pytest.CallInfo) -> Generator[None, pytest.TestReport, pytest.TestReport]:
     """Attach the Yate log written during a failing test, and its sipp message logs."""
-    outcome = yield
-    report = outcome.get_result()
+    report = yield
     funcargs = getattr(item, "funcargs", {})
     engines = [v for v in funcargs.values() if isinstance(v, YateEngine)]
     if report.when == "setup" and report.passed:
         item.stash[_log_offsets_key] = {id(e): e.log_size() for e in engines}
-        return
+        return report
     if not report.failed:
-        return
+        return report
     offsets = item.stash.get(_log_offsets_key, {})
     for engine in engines:
         text = engine.log_text(offsets.get(id(engine), 0))
@@ -1213,6 +1218,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Itera
     for agent in item.stash.get(_agents_key, []):
         report.sections.append((f"sipp {agent.label} messages ({agent.message_log})",
                                 _tail(agent.message_log_text(), 400)))
+    return report
 
 
 def _require_tools(config: pytest.Config, need_sipp: bool = False) -> Path:
