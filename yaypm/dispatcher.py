@@ -351,6 +351,7 @@ class Dispatcher:
     """
 
     log = Logger()
+    observer: Any = None   # monitoring hook: .message_received(m) / .message_answered(m)
 
     def __init__(self, clock: Optional[IReactorTime] = None, *, role: Optional[str] = None,
                  default_priority: int = 100, answer_deadline: Optional[float] = 9.0,
@@ -466,6 +467,8 @@ class Dispatcher:
         self.stats["received"] += 1
         m = Message(self, rec.name, rec.params, rec.retvalue, rec.id, rec.time, received=True)
         self._unanswered[rec.id] = m
+        if self.observer is not None:
+            self.observer.message_received(m)
         waiters = self._waiters.get(rec.name)
         if waiters:
             for w in waiters:
@@ -560,6 +563,8 @@ class Dispatcher:
         m._answered = True
         self._cancel_deadline(m)
         self._unanswered.pop(m._id, None)
+        if self.observer is not None:
+            self.observer.message_answered(m)
         if m._generation != self._generation or self._write is None:
             return                      # Yate already released it when the connection dropped
         self.stats["answered"] += 1
