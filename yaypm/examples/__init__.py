@@ -1,0 +1,1 @@
+"""Small example apps written in the style of the YAYPM documentation."""
