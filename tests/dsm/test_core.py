@@ -90,9 +90,10 @@ def test_throw_and_throw_on_error():
     s, _, _ = run("initial state A;\n"
                   "transition t A - key / throw(mine, a=1;b=$v;broken) -> B;\n"
                   "transition e A - exception; test(#type==mine) / { set($a=#a); set($b=#b) } -> C;\n"
+                  "state C;\n"
                   "transition f C - key / { set($errno=boom); set($strerror=why); throwOnError() } -> D;\n"
                   "transition g C - exception / set($t=#text) -> E;\n"
-                  "state B; state C; state D; state E;")
+                  "state B; state D; state E;")
     s.var["v"] = "V"
     s.key(1)
     assert s.state.name == "C" and (s.var["a"], s.var["b"]) == ("1", "V")

@@ -500,7 +500,9 @@ class Session:
             await self._run(diag.initial.enter)
             self._repost = saved        # a repost() in the initial enter actions has no effect
         except DSMException as e:
-            await self._process(init_kind, e.params, exception_mode=True)
+            # at start-up the event type stays the start-up event's (spec §2.5)
+            await self._process(init_kind, e.params, exception_mode=True,
+                                exception_kind=init_kind)
 
     def _graph(self, entry: str) -> None:
         rec = self._record
@@ -508,13 +510,13 @@ class Session:
             rec["dsm_stategraph"].append(entry)
 
     async def _process(self, kind: str, params: dict[str, str] | None,
-                       exception_mode: bool = False) -> None:
+                       exception_mode: bool = False, exception_kind: str = "exception") -> None:
         """Spec §2.4: first matching transition of the current state; repost; exceptions."""
         reposts = 0
         exceptions = 0
         while True:
             self._repost = False
-            self.event_kind = "exception" if exception_mode else kind
+            self.event_kind = exception_kind if exception_mode else kind
             self.params = params
             state = self.state
             if state is None:
