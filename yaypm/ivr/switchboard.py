@@ -1,0 +1,168 @@
+"""The switchboard: one per dispatcher, it hands Yate's call messages to the legs they concern.
+
+Thousands of legs must not mean thousands of one-shot waits (each would be tried against every
+message).  The switchboard installs each message once — persistent handlers for ``call.route``,
+``chan.dtmf``, ``chan.notify`` at priority 50 (before the modules: conf 75, drivers 100) and
+watchers for ``call.execute``, ``chan.hangup``, ``chan.disconnected``, ``call.answered``,
+``call.ringing``, ``call.progress`` — and finds the leg by channel id in a dict, and a prompt or
+recorder by its notify tag in another.  A message for nobody of ours is answered unhandled at
+once (``chan.dtmf``/``chan.notify``) or ignored (notifications).
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import weakref
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Set
+
+from twisted.logger import Logger
+
+if TYPE_CHECKING:
+    from yaypm.dispatcher import Dispatcher, Message, Registration
+    from yaypm.ivr.leg import Leg
+    from yaypm.ivr.media import Media
+    from yaypm.ivr.routing import Route
+
+__all__ = ["Switchboard", "switchboard"]
+
+DEFAULT_PRIORITY = 50
+
+_boards: "weakref.WeakKeyDictionary[Any, Switchboard]" = weakref.WeakKeyDictionary()
+
+
+def switchboard(dispatcher: "Dispatcher", priority: int = DEFAULT_PRIORITY) -> "Switchboard":
+    """The dispatcher's switchboard, created (and its handlers installed) on first use."""
+    board = _boards.get(dispatcher)
+    if board is None or board.closed:
+        board = Switchboard(dispatcher, priority)
+        _boards[dispatcher] = board
+    return board
+
+
+class Switchboard:
+    """Every live leg of one dispatcher, by channel id, and the persistent handlers feeding them.
+
+    ``len(board)`` is the number of live legs.  ``media_root``: a folder prepended to relative
+    prompt and recording names (None: names go to Yate as given, relative to its working
+    directory).
+    """
+
+    log = Logger()
+
+    def __init__(self, dispatcher: "Dispatcher", priority: int = DEFAULT_PRIORITY,
+                 media_root: Optional[str] = None) -> None:
+        self.dispatcher = dispatcher
+        self.priority = priority
+        self.media_root = media_root
+        self.closed = False
+        self.legs: Dict[str, "Leg"] = {}           # party and dumb channel ids -> leg
+        self.live: Set["Leg"] = set()              # every live leg (dialling ones have no id)
+        self._tags: Dict[str, "Media"] = {}        # notify tag -> prompt/recorder
+        self.routes: List["Route"] = []
+        self._route_ids = itertools.count(1)
+        self._regs: List["Registration"] = []
+        self.stats = {"legs": 0, "routed": 0, "unclaimed": 0, "app_errors": 0}
+        d = dispatcher
+        self._regs += [
+            d.handler("chan.notify", self._on_notify, priority),
+            d.handler("chan.dtmf", self._on_dtmf, priority),
+            d.watcher("call.execute", self._on_execute),
+            d.watcher("chan.hangup", self._on_hangup),
+            d.watcher("chan.disconnected", self._on_disconnected),
+            d.watcher("call.answered", self._on_answered),
+            d.watcher("call.ringing", self._on_progress),
+            d.watcher("call.progress", self._on_progress),
+        ]
+        self._route_reg: Optional["Registration"] = None
+
+    def __len__(self) -> int:
+        return len(self.live)
+
+    def path(self, name: str) -> str:
+        if self.media_root and not os.path.isabs(name) and name != "-" \
+                and not name.startswith(("wave/", "tone/")):
+            return os.path.join(self.media_root, name)
+        return name
+
+    def close(self) -> None:
+        """Remove the switchboard's handlers and routes (live legs are left as they are)."""
+        self.closed = True
+        for reg in self._regs:
+            reg.cancel()
+        self._regs = []
+        if self._route_reg is not None:
+            self._route_reg.cancel()
+            self._route_reg = None
+        self.routes = []
+        if _boards.get(self.dispatcher) is self:
+            del _boards[self.dispatcher]
+
+    # -- bookkeeping used by legs ---------------------------------------------------------------
+    def _adopt(self, leg: "Leg") -> None:
+        self.live.add(leg)
+        self.stats["legs"] += 1
+        for cid in (leg.id, leg.chan):
+            if cid:
+                self.legs[cid] = leg
+
+    def _map(self, cid: str, leg: "Leg") -> None:
+        self.legs[cid] = leg
+
+    def _unmap(self, cid: str) -> None:
+        self.legs.pop(cid, None)
+
+    def _forget(self, leg: "Leg") -> None:
+        self.live.discard(leg)
+        for cid in (leg.id, leg.chan):
+            if cid and self.legs.get(cid) is leg:
+                del self.legs[cid]
+        for tag in leg._tags:
+            self._tags.pop(tag, None)
+        leg._tags = set()
+
+    def pending_count(self) -> int:
+        """Prompts/recorders waiting for a notify, and pending leg operations (for tests)."""
+        return len(self._tags) + sum(len(leg._waits) for leg in self.live)
+
+    # -- handlers ---------------------------------------------------------------------------------
+    def _on_notify(self, msg: "Message") -> bool:
+        media = self._tags.get(msg.get("targetid", ""))
+        if media is None:
+            return False
+        media.notified(msg)
+        return True
+
+    def _on_dtmf(self, msg: "Message") -> bool:
+        cid = msg.get("id", "")
+        leg = self.legs.get(cid)
+        if leg is None or leg.id != cid:
+            return False
+        return leg._dtmf(msg)
+
+    def _on_execute(self, msg: "Message") -> None:
+        leg = self.legs.get(msg.get("id", ""))
+        if leg is not None and leg.direction == "incoming" and leg.chan is None:
+            leg._executed(msg)
+
+    def _on_hangup(self, msg: "Message") -> None:
+        leg = self.legs.get(msg.get("id", ""))
+        if leg is not None:
+            leg._hangup_seen(msg)
+
+    def _on_disconnected(self, msg: "Message") -> None:
+        leg = self.legs.get(msg.get("id", ""))
+        if leg is not None:
+            leg._disconnected(msg)
+
+    def _on_answered(self, msg: "Message") -> None:
+        cid = msg.get("id", "")
+        leg = self.legs.get(cid)
+        if leg is not None and leg.id == cid:
+            leg._remote_answered(msg)
+
+    def _on_progress(self, msg: "Message") -> None:
+        cid = msg.get("id", "")
+        leg = self.legs.get(cid)
+        if leg is not None and leg.id == cid:
+            leg._remote_progress(msg)
