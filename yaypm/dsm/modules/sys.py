@@ -80,7 +80,7 @@ class SysModule(DSMModule):
         fd, path = tempfile.mkstemp(prefix="dsm")
         os.close(fd)
         os.unlink(path)
-        s.var[resolve(s, name) if name.startswith("$") else var_name(name)] = path
+        s.var[var_name(name)] = path
 
     @action("sys.popen", split="=", arity=(2, 2))
     def popen(self, s: Any, dst: str = "", cmd: str = "") -> None:
