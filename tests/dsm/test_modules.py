@@ -183,7 +183,7 @@ state B enter { mysql.disconnect(); mysql.query(select 1); set($cerr=$errno) };
     s.start()
     v = s.var
     assert v["rows"] == "2" and v["callee"] == "anna" and v["pin"] == "12345"
-    assert (v["c2"], v["p2"]) == ("anna", "54321")
+    assert (v["c2"], v["p2"]) == ("john", "12345")   # row 1, then useResult(first) + getResult(0)
     assert v["ins"] == "1" and v["db.qstr"] == "select * from t where a='35'"
     assert v["esc"] == "it\\'s" and v["ver"] == "sqlite-test"
     assert v["qerr"] == "query" and v["rerr"] == "result"
