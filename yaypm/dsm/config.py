@@ -195,8 +195,13 @@ class Engine:
                     bundles[name] = self._load_bundle(name, bconf, conf_dir)
                     self._bundle_sources[name] = (path, bconf)
                 except (DSMConfigError, DSMLoadError) as e:
-                    errors.append(f"bundle {name} ({path}) skipped: {e}")
-                    log.error("DSM bundle {bundle} skipped: {error}", bundle=name, error=str(e))
+                    old = self.app_set.bundles.get(name)
+                    if old is not None:
+                        bundles[name] = old        # a failing reload keeps the running version
+                        errors.append(f"bundle {name} ({path}) not reloaded, old version kept: {e}")
+                    else:
+                        errors.append(f"bundle {name} ({path}) skipped: {e}")
+                    log.error("DSM bundle {bundle}: {error}", bundle=name, error=str(e))
         self.app_set = self._make_set(bundles, tuple(errors))
         return self.app_set
 
@@ -274,16 +279,19 @@ class Engine:
 
     def reload(self) -> tuple[bool, str]:
         """Re-read the configuration and all diagrams (DI `reloadDSMs`). New calls get the
-        new set; on failure the old set stays and the reason is returned."""
-        old_conf = self.conf
+        new set; on failure the old set (or, for a failing bundle, its old version) stays and
+        the reason is returned."""
+        old_conf, old_set = self.conf, self.app_set
         try:
             if self.conf_path:
                 self.conf = read_conf(self.conf_path)
-            self.load()
+            new = self.load()
         except (DSMConfigError, DSMLoadError) as e:
-            self.conf = old_conf
+            self.conf, self.app_set = old_conf, old_set
             log.error("DSM reload failed, keeping the running set: {error}", error=str(e))
             return False, str(e)
+        if new.errors:
+            return False, "; ".join(new.errors)
         return True, "DSMs reloaded"
 
     def load_config(self, file: str, name: str) -> tuple[int, str]:
