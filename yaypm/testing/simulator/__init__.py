@@ -1,0 +1,43 @@
+"""A simulated Yate engine for tests: extmodule protocol, message dispatch, SIP/dumb/conf calls.
+
+Start here::
+
+    from yaypm.testing.simulator import Simulator, answer, busy
+
+    sim = Simulator()                       # task.Clock inside (sim.clock); nothing is real
+    dispatcher = sim.connect(start)         # your app on a real Dispatcher, in memory
+    call = sim.place_call("100", caller="alice", dtmf_method="rfc2833")
+    sim.advance(1)
+    call.send_dtmf("1234#", interval=0.1)
+    sim.advance(2)
+    assert call.sip_status == 200 and call.heard() == ["wave/play/prompts/menu.slin"]
+
+Public API (details in each docstring):
+
+* :class:`Simulator` — ``connect(start=None, role=None) -> Dispatcher``, ``connect_raw()``,
+  ``listen(endpoint, role)`` (real TCP), ``place_call(called, caller=..., dtmf_method=...)
+  -> SimCall``, ``endpoint(target, behaviour, delay=...) -> SimEndpoint``, ``advance(s)``,
+  ``dispatch(name, params)``, ``declare_media(path, seconds)``, ``wire`` (every line:
+  time, connection, direction, text), ``expect_line(pattern)``, ``expect_no_more_lines()``,
+  ``channels``, ``handlers()``, ``watches()``, ``pending()``, ``leaks()``, ``close()``.
+* :class:`SimCall` / :class:`OutboundLeg` — ``send_dtmf(digits, interval)``, ``hangup()``,
+  ``answered()`` (Deferred) / ``is_answered``, ``sip_status``, ``provisional``, ``heard()``,
+  ``dtmf_received()``, ``state``, ``ended``, ``when_ended()``.
+* Endpoint behaviours: :func:`answer`, :func:`answer_after`, :func:`busy`, :func:`reject`,
+  :func:`noanswer`, :func:`unreachable`, or ``[(action, seconds), ...]`` steps.
+
+The engine core (:mod:`.engine`), the extmodule connection (:mod:`.extmodule`), the channel
+modules (:mod:`.channels`, :mod:`.sip`, :mod:`.media`) are sans-IO and driven by the injected
+clock; :mod:`.tcp` is the thin Twisted listener.  Behaviours are backed by the transcripts in
+``traces/`` and checked line by line in ``tests/simulator/test_conformance.py``.
+"""
+
+from yaypm.testing.simulator.api import (ENGINE, SCRIPT, Behaviour, OutboundLeg, RawConnection,
+                                         SimCall, SimConnection, SimEndpoint, SimLeg,
+                                         Simulator, WireLine, answer, answer_after, busy,
+                                         noanswer, reject, unreachable)
+from yaypm.testing.simulator.engine import Engine, SimMessage
+
+__all__ = ["Simulator", "SimCall", "SimLeg", "OutboundLeg", "SimEndpoint", "Behaviour",
+           "WireLine", "RawConnection", "SimConnection", "Engine", "SimMessage", "answer",
+           "answer_after", "busy", "reject", "noanswer", "unreachable", "SCRIPT", "ENGINE"]
