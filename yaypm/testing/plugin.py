@@ -29,3 +29,5 @@ def memory_connection(yaypm_clock: Clock) -> Callable[..., MemoryConnection]:
         kwargs.setdefault("clock", yaypm_clock)
         return MemoryConnection(start, *args, **kwargs)
     return make
+
+from yaypm.testing.simulator.fixtures import *  # noqa: E402,F401,F403  (sim, sim_factory)
