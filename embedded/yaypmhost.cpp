@@ -108,13 +108,17 @@ class Pending : public RefObject
 public:
     inline Pending(Message* msg, int hid, int owner)
 	: m_mutex(false,"YaypmPending"), m_sem(1,"YaypmAnswer",0),
-	  m_msg(msg), m_hid(hid), m_owner(owner), m_answered(false), m_handled(false)
+	  m_msg(msg), m_copy(0), m_hid(hid), m_owner(owner), m_answered(false), m_handled(false)
 	{ }
+    virtual ~Pending()
+	{ TelEngine::destruct(m_copy); }
     // Release without an answer (timeout, halt); true if it was still held
     bool release();
     Mutex m_mutex;
     Semaphore m_sem;
     Message* m_msg;		// valid only while non-NULL, read and cleared under m_mutex
+    NamedList* m_copy;		// read-only snapshot taken when Python answered (ret)
+    String m_copyRet;		// the return value in that snapshot
     int m_hid;
     int m_owner;
     bool m_answered;
@@ -350,19 +354,32 @@ typedef struct {
     bool broadcast;
 } RawMessage;
 
-static PyObject* raiseReleased(RawMessage* self)
+// Caller holds the record's mutex; it is dropped here
+static PyObject* raiseReleased(RawMessage* self, Lock& lck)
 {
+    bool answered = self->pending->m_answered;
+    lck.drop();
     PyObject* cls = s_releasedError ? s_releasedError : PyExc_RuntimeError;
-    PyErr_Format(cls,"Yate message %U is gone (already answered, timed out or host closing)",
-	self->ident);
+    if (answered)
+	PyErr_Format(cls,"Yate message %U was answered: it can no longer be changed",
+	    self->ident);
+    else
+	PyErr_Format(cls,"Yate message %U is gone (timed out or host closing)",self->ident);
     return 0;
 }
 
-// Lock the record and bind 'msg', or raise MessageReleasedError
+// Lock the record and bind 'msg' (the live message), or raise MessageReleasedError
 #define LOCK_MSG(self) \
     Lock _lck(self->pending->m_mutex); \
     Message* msg = self->pending->m_msg; \
-    if (!msg) { _lck.drop(); return raiseReleased(self); }
+    if (!msg) return raiseReleased(self,_lck);
+
+// Lock the record and bind 'msg' (the live message, or the snapshot left by ret()) for reading
+#define LOCK_READ(self) \
+    Lock _lck(self->pending->m_mutex); \
+    const NamedList* msg = self->pending->m_msg; \
+    if (!msg) msg = self->pending->m_copy; \
+    if (!msg) return raiseReleased(self,_lck);
 
 static void raw_dealloc(PyObject* obj)
 {
@@ -382,7 +399,7 @@ static PyObject* raw_name(RawMessage* self, PyObject*)
 {
     String s;
     {
-	LOCK_MSG(self);
+	LOCK_READ(self);
 	s = *msg;
     }
     return pyStr(s);
@@ -404,8 +421,8 @@ static PyObject* raw_retvalue(RawMessage* self, PyObject*)
 {
     String s;
     {
-	LOCK_MSG(self);
-	s = msg->retValue();
+	LOCK_READ(self);
+	s = self->pending->m_msg ? self->pending->m_msg->retValue() : self->pending->m_copyRet;
     }
     return pyStr(s);
 }
@@ -428,7 +445,7 @@ static PyObject* raw_get(RawMessage* self, PyObject* arg)
     String val;
     bool found = false;
     {
-	LOCK_MSG(self);
+	LOCK_READ(self);
 	const NamedString* ns = msg->getParam(key);
 	if (ns) {
 	    found = true;
@@ -447,7 +464,7 @@ static PyObject* raw_getall(RawMessage* self, PyObject* arg)
 	return 0;
     NamedList copy("");
     {
-	LOCK_MSG(self);
+	LOCK_READ(self);
 	unsigned int n = msg->length();
 	for (unsigned int i = 0; i < n; i++) {
 	    const NamedString* s = msg->getParam(i);
@@ -472,7 +489,7 @@ static PyObject* raw_params(RawMessage* self, PyObject*)
 {
     NamedList copy("");
     {
-	LOCK_MSG(self);
+	LOCK_READ(self);
 	copy.copyParams(*msg);
     }
     return pyParams(copy);
@@ -533,12 +550,13 @@ static PyObject* raw_ret(RawMessage* self, PyObject* args)
 	return 0;
     Pending* p = self->pending;
     Lock lck(p->m_mutex);
-    if (!p->m_msg) {
-	lck.drop();
-	return raiseReleased(self);
-    }
+    if (!p->m_msg)
+	return raiseReleased(self,lck);
     if (rv != Py_None)
 	p->m_msg->retValue() = rvs;
+    // Reads after ret() see the final state (as over TCP); writes raise
+    p->m_copy = new NamedList(*p->m_msg);
+    p->m_copyRet = p->m_msg->retValue();
     p->m_msg = 0;
     p->m_answered = true;
     p->m_handled = handled != 0;

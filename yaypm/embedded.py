@@ -25,10 +25,13 @@ unhandled itself.  ``Message.dispatch()`` runs Yate's synchronous dispatch in a 
 of the host, so the reactor never blocks.
 
 Messages.  A received message (``onmsg``, ``handler``) is a *proxy* to the live Yate message,
-as in the original YAYPM: reads and writes go straight to Yate, and once it is answered (or
-timed out, or Yate is stopping) every access raises :class:`MessageReleasedError` -- never a
-crash.  Copy what you need before ``ret()``.  Watch notifications and the messages you build
-with ``msg()`` are plain copies (:class:`yaypm.dispatcher.Message`).
+as in the original YAYPM: reads and writes go straight to Yate while a Yate thread waits for
+the answer.  ``ret()`` leaves a read-only snapshot of the answered message, so code written for
+TCP that reads after answering (``route.ret(True, "dumb/"); print(route["called"])``) keeps
+working; changing it after ``ret()``, and any access after the host released it unanswered
+(timeout, Yate stopping), raises :class:`MessageReleasedError` -- never a crash.  Watch
+notifications and the messages you build with ``msg()`` are plain copies
+(:class:`yaypm.dispatcher.Message`).
 
 Invariant: every message handed to Python is answered exactly once -- by the app, by
 ``autoreturn``, at once as unhandled when no wait or handler wants it or the app raised, or by
@@ -75,10 +78,11 @@ _DEBUG_CALL, _DEBUG_INFO, _DEBUG_ALL = 8, 9, 10
 
 
 class MessageReleasedError(RuntimeError):
-    """The Yate message behind a proxy is gone: answered, timed out, or Yate is stopping.
+    """The Yate message behind a proxy was released: answered, timed out, or Yate is stopping.
 
-    Raised by every access to an :class:`EmbeddedMessage` after that point (YAYPM: "Messages
-    created by EmbeddedDispatcher are just proxies to true YATE messages").
+    Raised by a change (or a second ``ret()``) after the answer, and by every access after the
+    host released the message unanswered (YAYPM: "Messages created by EmbeddedDispatcher are
+    just proxies to true YATE messages").
     """
 
 
@@ -92,11 +96,11 @@ def in_yate() -> bool:
 # --------------------------------------------------------------------------------------------
 
 class EmbeddedMessage(Message):
-    """A live Yate message handed to a Python handler; valid until answered.
+    """A live Yate message handed to a Python handler; writable until answered.
 
     Same accessors as :class:`yaypm.dispatcher.Message`; each one reads or writes the Yate
-    message itself.  After :meth:`ret` (or the host's timeout) they raise
-    :class:`MessageReleasedError`.
+    message itself.  After :meth:`ret` reads see the answered message and writes raise
+    :class:`MessageReleasedError`; after the host's timeout (or at shutdown) every access does.
     """
 
     __slots__ = ("_raw", "_done")
@@ -127,7 +131,7 @@ class EmbeddedMessage(Message):
 
     @property
     def alive(self) -> bool:
-        """Yate still holds the message (not answered, not timed out)."""
+        """Yate still waits for the answer (not answered, not timed out): writable."""
         return self._raw.alive
 
     # -- accessors (live) ------------------------------------------------------------------

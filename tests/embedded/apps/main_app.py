@@ -11,7 +11,7 @@ from twisted.internet import defer, reactor
 import yaypm
 from yaypm.embedded import MessageReleasedError, host_stats
 
-state = {"released_ok": 0, "late_ret": "", "watched": 0, "onwatch": "", "raised": 0}
+state = {"released_ok": 0, "read_after_ret": 0, "read_after_timeout": "", "late_ret": "", "watched": 0, "onwatch": "", "raised": 0}
 dispatchers = []
 
 
@@ -84,8 +84,12 @@ def wait_route(yate):
 
     def route(m):
         m.ret(True, "dumb/")
+        # reading after ret() sees the answered message, as over TCP ...
+        if m["called"] == "embedded-ivr" and m.retvalue == "dumb/":
+            state["read_after_ret"] += 1
+        # ... changing it is an error: the answer is gone
         try:
-            m["called"]
+            m["late"] = "change"
         except MessageReleasedError:
             state["released_ok"] += 1
         wait_route(yate)
@@ -99,6 +103,10 @@ def slow_start(yate):
 
     def slow(m):
         def late():
+            try:
+                m["anything"]
+            except MessageReleasedError as e:
+                state["read_after_timeout"] = "MessageReleasedError: " + str(e)
             try:
                 m.ret(True)
                 state["late_ret"] = "accepted"
