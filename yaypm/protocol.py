@@ -64,6 +64,55 @@ _ESCAPES_KEY = dict(_ESCAPES)
 _ESCAPES_KEY[ord("=")] = "%}"
 _RAW_CONTROL = re.compile(r"[\x00-\x1f]")
 
+# Fast paths.  Most lines carry a few escapes (``%z`` in addresses and ``handlers=``), so the
+# codec works on whole runs of fields with C-level str methods instead of field by field.
+# Encoding joins the fields with NUL (which no field may contain) and escapes the run at once.
+# Decoding replaces ``%%`` and ``%z`` by two placeholders, U+D800 and U+D801 (lone high
+# surrogates: ``surrogateescape`` decoding only yields U+DC80..U+DCFF, and lines holding them
+# take the slow path), splits on the raw ':' and restores the placeholders in one pass.
+_CONTROL_NOT_NUL = re.compile(r"[\x01-\x1f]")
+_ESCAPES_NUL = dict(_ESCAPES)
+_ESCAPES_NUL[0] = ":"
+_SLOW_LINE = re.compile("[\x00-\x1f\ud800\ud801]")
+_CONTROL_ESCAPE = re.compile(r"%([A-Z\[\\\]^_])")
+
+
+def _control_unescape(m: "re.Match[str]") -> str:
+    return chr(ord(m.group(1)) - 64)
+
+
+def _escape_join(fields: Sequence[str]) -> Optional[str]:
+    """escape() each field and join them with ':'; None when a field holds NUL."""
+    run = "\x00".join(fields)
+    if run.count("\x00") != len(fields) - 1:
+        return None
+    if _CONTROL_NOT_NUL.search(run) is None:
+        return run.replace("%", "%%").replace(":", "%z").replace("\x00", ":")
+    return run.translate(_ESCAPES_NUL)
+
+
+def _split_unescape(run: str) -> Optional[list]:
+    """Split ``run`` on raw ':' and unescape every field; None when the slow path must decide
+    (raw control characters, '%}', an invalid escape, a lone '%', a placeholder character)."""
+    # isprintable() is a quick C test: False for control characters and for surrogates (so
+    # for the placeholders), also for some harmless characters, which the regex then clears.
+    printable = run.isprintable()
+    if "%" not in run:
+        if not printable and _RAW_CONTROL.search(run) is not None:
+            return None
+        return run.split(":")
+    if not printable and _SLOW_LINE.search(run) is not None:
+        return None
+    r = run.replace("%%", "\ud800")
+    if "%" in r:
+        r = r.replace("%z", "\ud801")
+        if "%" in r:
+            r = _CONTROL_ESCAPE.sub(_control_unescape, r)
+            if "%" in r:
+                return None
+    return "\x00".join(r.split(":")).replace("\ud800", "%").replace("\ud801", ":") \
+        .split("\x00")
+
 
 def escape(text: str, extra: str = "") -> str:
     """Yate's msgEscape: '%' doubles; ':' and control characters become '%' + chr(c+64).
@@ -161,9 +210,31 @@ def _bool_word(value: bool) -> str:
     return "true" if value else "false"
 
 
+def _param_segments(params: Params) -> Optional[list]:
+    """``key=value`` texts for the fast path; None if a key is empty or holds '=', or a value
+    is None (a bare key): those take the full path, which refuses or escapes them."""
+    try:
+        segs = [k + "=" + v for k, v in params]
+    except TypeError:
+        return None
+    run = "\x00".join(segs)
+    if run[0] == "=" or "\x00=" in run:             # an empty key
+        return None
+    if run.count("=") != len(segs):                 # '=' in a value (fine) or in a key
+        for k, _ in params:
+            if "=" in k:
+                return None
+    return segs
+
+
 def _encode_params(params: Params, engine_side: bool) -> str:
     if not params:
         return ""
+    segs = _param_segments(params)
+    if segs is not None:
+        body = _escape_join(segs)
+        if body is not None:
+            return ":" + body
     parts = []
     for key, value in params:
         if "=" in key and not engine_side:
@@ -225,6 +296,11 @@ class Message:
 
     def encode(self, engine_side: bool = False) -> str:
         time = "" if self.time is None else str(self.time)
+        segs = _param_segments(self.params) if self.params else []
+        if segs is not None:
+            line = _escape_join([self.id, time, self.name, self.retvalue] + segs)
+            if line is not None:
+                return "%%>message:" + line
         return ("%%>message:" + escape(self.id) + ":" + time + ":" + escape(self.name) + ":"
                 + escape(self.retvalue) + _encode_params(self.params, engine_side))
 
@@ -253,6 +329,11 @@ class MessageAnswer:
             if self.params or self.retvalue:
                 raise ProtocolError(self.id, "an answer with parameters needs a name field")
             return head
+        segs = _param_segments(self.params) if self.params else []
+        if segs is not None:
+            tail = _escape_join([self.name, self.retvalue] + segs)
+            if tail is not None:
+                return head + tail
         return (head + escape(self.name) + ":" + escape(self.retvalue)
                 + _encode_params(self.params, engine_side))
 
@@ -480,7 +561,27 @@ def _field(value: str, line: str, what: str, key: bool = False) -> str:
         raise ProtocolError(line, f"bad {what}: {e}") from None
 
 
+def _params_fast(fields: Sequence[str], line: str) -> Params:
+    """Parameters from already unescaped fields (no '%}' was in the line)."""
+    pairs = [f.partition("=") for f in fields if f]
+    for key, _, _ in pairs:
+        if not key:
+            raise ProtocolError(line, "empty parameter name")
+    return tuple([(k, v) if sep else (k, None) for k, sep, v in pairs])
+
+
 def _parse_message(line: str, script_side: bool) -> Message:
+    fields = _split_unescape(line[11:])
+    if fields is not None and len(fields) >= 4:
+        raw_time = fields[1]
+        if raw_time == "":
+            time = None
+        else:
+            time = _strtoul(raw_time)
+            if time is None:
+                raise ProtocolError(line, f"bad time field {raw_time!r}")
+        return Message(fields[0], time, fields[2], fields[3],
+                       _params_fast(fields[4:], line) if len(fields) > 4 else ())
     fields = line[11:].split(":")        # after "%%>message:"
     if len(fields) < 4:
         raise ProtocolError(line, "message needs id, time, name and retvalue fields")
@@ -497,6 +598,12 @@ def _parse_message(line: str, script_side: bool) -> Message:
 
 
 def _parse_answer(line: str, script_side: bool) -> MessageAnswer:
+    fields = _split_unescape(line[11:])
+    if fields is not None and len(fields) >= 4:
+        processed = parse_bool(fields[1])
+        if processed is not None:
+            return MessageAnswer(fields[0], processed, fields[2], fields[3],
+                                 _params_fast(fields[4:], line) if len(fields) > 4 else ())
     fields = line[11:].split(":")        # after "%%<message:"
     if len(fields) < 2:
         raise ProtocolError(line, "answer needs id and processed fields")
@@ -561,6 +668,50 @@ def parse_line(line: str, *, script_side: bool = False) -> Record:
     if "\x00" in line:
         # Yate's reader ends a line at NUL (vector 22): this is two lines, not one.
         raise ProtocolError(line, "NUL inside a line")
+    parser = _PARSERS.get(line[:line.find(":") + 1])        # the keyword, one dict lookup
+    if parser is not None:
+        return parser(line, script_side)
+    return _parse_other(line, script_side)
+
+
+def _parse_watch_reply(line: str, script_side: bool) -> Record:
+    if script_side:
+        raise ProtocolError(line, "a reply keyword cannot be sent by a script")
+    skip = 9 if line[3] == "w" else 11
+    name, sep, ok = line[skip:].rpartition(":")
+    if not sep:
+        raise ProtocolError(line, "malformed watch reply")
+    return (WatchReply if skip == 9 else UnwatchReply)(name, _reply_bool(ok, line))
+
+
+def _parse_setlocal_reply(line: str, script_side: bool) -> Record:
+    if script_side:
+        raise ProtocolError(line, "a reply keyword cannot be sent by a script")
+    name, value, ok = _split_reply(line, 12, "setlocal")
+    return SetLocalReply(name, value, _reply_bool(ok, line))
+
+
+def _parse_setlocal(line: str, script_side: bool) -> Record:
+    name, sep, value = line[12:].partition(":")
+    if not sep or not name:
+        raise ProtocolError(line, "setlocal needs a name and a ':'")
+    return SetLocal(name, value)
+
+
+_PARSERS = {
+    "%%>message:": _parse_message,
+    "%%<message:": _parse_answer,
+    "%%<watch:": _parse_watch_reply,
+    "%%<unwatch:": _parse_watch_reply,
+    "%%<setlocal:": _parse_setlocal_reply,
+    "%%>setlocal:": _parse_setlocal,
+    "%%>watch:": lambda line, script_side: Watch(line[9:]),
+    "%%>unwatch:": lambda line, script_side: Unwatch(line[11:]),
+}
+
+
+def _parse_other(line: str, script_side: bool) -> Record:
+    """The remaining, rarer line kinds (and every malformed line)."""
     if line.startswith("%%>message:"):
         return _parse_message(line, script_side)
     if line.startswith("%%<message:"):
