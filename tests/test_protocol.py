@@ -455,3 +455,37 @@ def test_reply_keywords_from_a_script_are_refused(line):
     with pytest.raises(ProtocolError):
         parse_line(line, script_side=True)
     parse_line(line)                      # what the engine sends
+
+
+def _reference_message(line: str, script_side: bool):
+    """A field-by-field decoder written from yate-extmodule.md §3/§5 (no fast paths)."""
+    fields = line[11:].split(":")
+    if len(fields) < 4:
+        raise ValueError("short")
+    ident, t, name, rv = (unescape(f) for f in (fields[0], fields[1], fields[2], fields[3]))
+    params = []
+    for seg in fields[4:]:
+        if not seg:
+            continue
+        k, sep, v = seg.partition("=")
+        k = unescape(k, key=not script_side)
+        if not k:
+            raise ValueError("empty key")
+        params.append((k, unescape(v) if sep else None))
+    return ident, t, name, rv, tuple(params)
+
+
+@settings(max_examples=2000, deadline=None)
+@given(st.text(st.sampled_from("%:=zAJ}@a1\t\udcc0\ud800é"), max_size=25), st.booleans())
+def test_fast_decoder_agrees_with_the_reference(body, script_side):
+    line = "%%>message:m:0:" + body
+    try:
+        expected = _reference_message(line, script_side)
+    except ValueError:
+        expected = None
+    try:
+        rec = parse_line(line, script_side=script_side)
+        got = (rec.id, str(rec.time), rec.name, rec.retvalue, rec.params)
+    except ProtocolError:
+        got = None
+    assert got == expected
