@@ -15,6 +15,7 @@ See :mod:`yaypm.ivr.leg` (the operations), :mod:`yaypm.ivr.routing` (incoming ca
 :func:`dial` (outgoing calls), :mod:`yaypm.ivr.dialog` (SEMS-style dialog classes).
 """
 
+from yaypm.ivr.dialog import Dialog, IvrDialogBase
 from yaypm.ivr.errors import (BridgeError, BusyError, CallEnded, DialError, DigitTimeoutError,
                               IVRError, MediaError, NoAnswerError, RejectedError)
 from yaypm.ivr.leg import Call, Joined, Leg, dial
@@ -25,5 +26,6 @@ from yaypm.ivr.switchboard import Switchboard, switchboard
 __all__ = [
     "Leg", "Call", "Joined", "dial", "route", "Route", "run_app", "Switchboard", "switchboard",
     "RecordResult", "IVRError", "CallEnded", "MediaError", "DialError", "BusyError",
-    "NoAnswerError", "RejectedError", "BridgeError", "DigitTimeoutError",
+    "NoAnswerError", "RejectedError", "BridgeError", "DigitTimeoutError", "Dialog",
+    "IvrDialogBase",
 ]

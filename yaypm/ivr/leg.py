@@ -339,6 +339,10 @@ class Leg:
         self._pump()
         return entry.deferred
 
+    def _unsent(self, d: Deferred) -> bool:
+        """Whether the message behind ``d`` (from :meth:`_control`) is still queued."""
+        return any(entry.deferred is d for entry in self._queue)
+
     def _pump(self) -> None:
         while self._in_flight is None and self._queue:
             entry = self._queue.popleft()
@@ -416,7 +420,8 @@ class Leg:
             return defer.succeed(self.end_reason)
         d = self.ended
         if self._route_msg is not None:
-            self._route_reject = reason
+            if self._route_reject is None and self._drop_after_route is None:
+                self._route_reject = reason
             return d
         if self._drop_reason is not None:
             return d

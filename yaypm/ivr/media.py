@@ -75,7 +75,7 @@ class Media:
     with :class:`~yaypm.ivr.errors.CallEnded` and nothing is sent.
     """
 
-    __slots__ = ("leg", "kind", "resource", "tag", "deferred", "_sent", "_done")
+    __slots__ = ("leg", "kind", "resource", "tag", "deferred", "_sent", "_done", "_previous")
 
     def __init__(self, leg: "Leg", kind: str, res: str, notify: bool = True,
                  extra: Optional[Dict[str, Any]] = None) -> None:
@@ -85,10 +85,10 @@ class Media:
         self._done = False
         self.tag: Optional[str] = leg._new_tag() if notify else None
         self.deferred: Deferred[str] = leg._wait(self._cancelled)
-        previous = leg._media.get(kind)
+        # The resource we replace is told by Yate (``replaced``); as a fallback it is finished
+        # when our attach is answered.  Not before: ours may still be cancelled unsent.
+        self._previous = leg._media.get(kind)
         leg._media[kind] = self
-        if previous is not None:
-            previous._finish("replaced")        # our own attach replaces it: no detach needed
         attrs: Dict[str, Any] = {"message": "chan.attach", "id": leg.chan, kind: res}
         if extra:
             attrs.update(extra)
@@ -100,6 +100,9 @@ class Media:
 
     # -- outcomes ------------------------------------------------------------------------------
     def _answered(self, m: Any) -> None:
+        previous, self._previous = self._previous, None
+        if previous is not None:
+            previous._finish("replaced")
         if self._done:
             return
         if m.name == "chan.masquerade":           # no driver owns the id: the channel is gone
@@ -162,10 +165,11 @@ class Media:
         self._done = True
         self._unregister()
         if self.leg.state != "ended":
-            if not self._sent.called:
+            if self.leg._unsent(self._sent):
                 self._sent.cancel()               # still queued: simply never send it
                 if self.leg._media.get(self.kind) is self:
-                    self.leg._media[self.kind] = None
+                    self.leg._media[self.kind] = self._previous
+                self._previous = None
             else:
                 self._detach()
         elif self.leg._media.get(self.kind) is self:

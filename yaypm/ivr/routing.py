@@ -122,7 +122,12 @@ def _on_route(board: Switchboard, msg: "Message") -> Optional[bool]:
 
 
 def run_app(leg: Leg, app: Callable[[Leg], Any]) -> defer.Deferred:
-    """Run ``app(leg)`` as the leg's flow; hang up when it ends; log its exceptions."""
+    """Run ``app(leg)`` as the leg's flow; hang up when it ends; log its exceptions.
+
+    ``app`` may also be a :class:`~yaypm.ivr.dialog.Dialog` subclass (its ``serve``).
+    """
+    if isinstance(app, type) and hasattr(app, "serve"):
+        app = app.serve
     d = flow.run(app, leg)
     leg.app = d
 

@@ -1,0 +1,53 @@
+"""Fixtures for IVR tests.
+
+``wire``: a dispatcher on an in-memory transport whose installs and watches are confirmed, for
+tests that compare the exact lines the IVR writes (shapes taken from the traces).
+"""
+
+from __future__ import annotations
+
+from typing import List
+
+import pytest
+from twisted.internet.task import Clock
+
+from yaypm import protocol as P
+from yaypm.testing import MemoryConnection
+
+
+class Wire:
+    """Lines in and out of one dispatcher; installs/watches are acknowledged automatically."""
+
+    def __init__(self) -> None:
+        self.clock = Clock()
+        self.conn = MemoryConnection(clock=self.clock)
+        self.dispatcher = self.conn.dispatcher
+        self._ids = 0
+
+    def take(self) -> List[str]:
+        """Lines written since the last call, install/watch requests acknowledged and left out."""
+        out = []
+        for line in self.conn.take():
+            rec = P.parse_line(line)
+            if isinstance(rec, P.Install):
+                self.conn.feed(f"%%<install:{rec.priority}:{rec.name}:true")
+            elif isinstance(rec, P.Watch):
+                self.conn.feed(f"%%<watch:{rec.name}:true")
+            else:
+                out.append(line)
+        return out
+
+    def feed(self, *lines: str) -> None:
+        self.conn.feed(*lines)
+
+    def message(self, name: str, params: str) -> str:
+        """Feed ``%%>message`` from Yate with a fresh id; returns the id."""
+        self._ids += 1
+        ident = f"0x{self._ids}"
+        self.feed(f"%%>message:{ident}:1795369170:{name}::{params}")
+        return ident
+
+
+@pytest.fixture
+def wire() -> Wire:
+    return Wire()
