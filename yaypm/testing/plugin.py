@@ -31,3 +31,4 @@ def memory_connection(yaypm_clock: Clock) -> Callable[..., MemoryConnection]:
     return make
 
 from yaypm.testing.simulator.fixtures import *  # noqa: E402,F401,F403  (sim, sim_factory)
+from yaypm.testing.yate import *  # noqa: E402,F401,F403  (yate, yate_connect, sip_call, sip_callee, --yate-required)
