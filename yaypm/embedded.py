@@ -568,9 +568,10 @@ class EmbeddedDispatcher(Dispatcher):
     def close(self, reason: str = "embedded dispatcher closed") -> None:
         """Remove every handler and watch from Yate and fail what waited (idempotent).
 
-        Outstanding ``dispatch()`` Deferreds and one-shot waits errback with
-        DisconnectedException; messages not yet answered are answered unhandled; later sends
-        fail at once.
+        Outstanding ``dispatch()`` Deferreds errback with DisconnectedException and later
+        sends fail at once (as when a TCP connection drops); messages not yet answered are
+        answered unhandled.  One-shot waits are dropped without firing: at shutdown an errback
+        on every ``onmsg`` would only fill the log with unhandled errors.
         """
         if self._write is None:
             return
@@ -596,7 +597,6 @@ class EmbeddedDispatcher(Dispatcher):
             for waits in list(table.values()):
                 for w in list(waits):
                     self._remove_waiter(table, w)
-                    w.deferred.errback(Failure(err))
 
     def pending_count(self) -> int:
         for ident, m in list(self._unanswered.items()):
@@ -715,6 +715,7 @@ class _Host:
         self.reactor = reactor
         general = dict(settings.get("general") or ())
         self.workers = _Workers(reactor, int(general.get("threads", "8") or 8))
+        self.default_priority = int(general.get("priority", "100") or 100)
         self.dispatchers: Dict[int, EmbeddedDispatcher] = {}
         self.scripts: Dict[str, _Script] = {}
         self._owners = itertools.count(1)
@@ -757,7 +758,7 @@ class _Host:
         track = f"yaypm/{script.name}" if script is not None else "yaypmhost"
         owner = next(self._owners)
         d = EmbeddedDispatcher(self.api, owner, self.workers.run, self.reactor,
-                               track_name=track)
+                               track_name=track, default_priority=self.default_priority)
         self.dispatchers[owner] = d
         if script is not None:
             script.dispatchers.append(d)
