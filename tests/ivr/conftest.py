@@ -51,3 +51,43 @@ class Wire:
 @pytest.fixture
 def wire() -> Wire:
     return Wire()
+
+
+def assert_clean(sim, dispatcher) -> None:
+    """Nothing left behind: no leg, no wait, no timer, no unanswered message, no channel."""
+    from yaypm.ivr import switchboard
+    board = switchboard(dispatcher)
+    assert len(board) == 0, board.live
+    assert board.legs == {} and board._tags == {} and board._retired == {}
+    assert board.pending_count() == 0
+    assert dispatcher.pending_count() == 0, dispatcher.pending_count()
+    assert dispatcher.waiting_count() == 0
+    assert sim.clock.getDelayedCalls() == [], sim.clock.getDelayedCalls()
+    assert sim.leaks() == {}, sim.leaks()
+
+
+class Apps:
+    """Run apps on a simulator: ``apps.route("100", app)`` then ``sim.place_call("100")``."""
+
+    def __init__(self, sim) -> None:
+        self.sim = sim
+        self.dispatcher = sim.connect()
+        self.legs: list = []
+        self.results: list = []
+        self.errors: list = []
+
+    def route(self, called, app):
+        from yaypm.ivr import route
+
+        def wrapped(leg):
+            self.legs.append(leg)
+            return app(leg)
+        return route(self.dispatcher, called, wrapped)
+
+    def clean(self) -> None:
+        assert_clean(self.sim, self.dispatcher)
+
+
+@pytest.fixture
+def apps(sim) -> Apps:
+    return Apps(sim)

@@ -203,6 +203,9 @@ def test_b4_barge_in_stops_the_prompt_with_source_minus(wire):
                               "id=dumb/1:source=-")
     # The key stays for the next reader.
     assert success_result_of(leg.digits(count=1)) == "7"
+    # Yate's "replaced" for the stopped prompt is still ours (handled), once.
+    n = wire.message("chan.notify", "targetid=dumb/1/1:reason=replaced")
+    assert wire.take() == [f"%%<message:{n}:true:chan.notify:"]
     n = wire.message("chan.notify", "targetid=dumb/1/1:reason=replaced")
     assert wire.take() == [f"%%<message:{n}:false:"]
 

@@ -370,9 +370,12 @@ class Leg:
         self._tags.add(tag)
         self.board._tags[tag] = media
 
-    def _unregister_tag(self, tag: str) -> None:
-        self._tags.discard(tag)
+    def _unregister_tag(self, tag: str, retire: bool = False) -> None:
         self.board._tags.pop(tag, None)
+        if retire and self.state != "ended":
+            self.board._retired[tag] = self
+        else:
+            self._tags.discard(tag)
 
     def _masquerade(self, message: str, **params: Any) -> Deferred:
         attrs = {"message": message, "id": self.chan}

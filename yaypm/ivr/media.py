@@ -75,7 +75,8 @@ class Media:
     with :class:`~yaypm.ivr.errors.CallEnded` and nothing is sent.
     """
 
-    __slots__ = ("leg", "kind", "resource", "tag", "deferred", "_sent", "_done", "_previous")
+    __slots__ = ("leg", "kind", "resource", "tag", "deferred", "_sent", "_done", "_previous",
+                 "_notified")
 
     def __init__(self, leg: "Leg", kind: str, res: str, notify: bool = True,
                  extra: Optional[Dict[str, Any]] = None) -> None:
@@ -83,6 +84,7 @@ class Media:
         self.kind = kind
         self.resource = res
         self._done = False
+        self._notified = False
         self.tag: Optional[str] = leg._new_tag() if notify else None
         self.deferred: Deferred[str] = leg._wait(self._cancelled)
         # The resource we replace is told by Yate (``replaced``); as a fallback it is finished
@@ -120,6 +122,7 @@ class Media:
 
     def notified(self, msg: Any) -> None:
         """The ``chan.notify`` for our tag arrived."""
+        self._notified = True
         reason = msg.get("reason")
         if reason is None and msg.get("id") is None:
             self._fail(MediaError(self.resource, "cannot be opened"))
@@ -156,7 +159,10 @@ class Media:
 
     def _unregister(self) -> None:
         if self.tag is not None:
-            self.leg._unregister_tag(self.tag)
+            # Ended by anything but its own notification: Yate still owes us a ``replaced``
+            # for this tag; keep answering it (handled) until it comes or the leg ends.
+            sent = not self.leg._unsent(self._sent) if hasattr(self, "_sent") else False
+            self.leg._unregister_tag(self.tag, retire=sent and not self._notified)
 
     def _cancelled(self) -> None:
         """Cleanup when the operation is cancelled, or the leg ended (then nothing is sent)."""

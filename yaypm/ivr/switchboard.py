@@ -59,6 +59,7 @@ class Switchboard:
         self.legs: Dict[str, "Leg"] = {}           # party and dumb channel ids -> leg
         self.live: Set["Leg"] = set()              # every live leg (dialling ones have no id)
         self._tags: Dict[str, "Media"] = {}        # notify tag -> prompt/recorder
+        self._retired: Dict[str, "Leg"] = {}       # tags of stopped media owed a "replaced"
         self.routes: List["Route"] = []
         self._route_ids = itertools.count(1)
         self._regs: List["Registration"] = []
@@ -119,17 +120,23 @@ class Switchboard:
                 del self.legs[cid]
         for tag in leg._tags:
             self._tags.pop(tag, None)
+            self._retired.pop(tag, None)
         leg._tags = set()
 
     def pending_count(self) -> int:
         """Prompts/recorders waiting for a notify, and pending leg operations (for tests)."""
-        return len(self._tags) + sum(len(leg._waits) for leg in self.live)
+        return len(self._tags) + len(self._retired) + sum(len(leg._waits) for leg in self.live)
 
     # -- handlers ---------------------------------------------------------------------------------
     def _on_notify(self, msg: "Message") -> bool:
-        media = self._tags.get(msg.get("targetid", ""))
+        tag = msg.get("targetid", "")
+        media = self._tags.get(tag)
         if media is None:
-            return False
+            leg = self._retired.pop(tag, None)
+            if leg is None:
+                return False
+            leg._tags.discard(tag)
+            return True
         media.notified(msg)
         return True
 
