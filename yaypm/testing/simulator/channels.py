@@ -730,6 +730,10 @@ class ToneDriver(Driver):
 class WaveDriver(Driver):
     """wavefile: ``callto=wave/play/<file>`` or ``wave/record/<file>`` legs."""
 
+    def status_text(self, details: bool = True) -> str:
+        text = super().status_text(details)
+        return text.replace(";routed=", ";play=0,record=0,routed=", 1)
+
     def msg_execute(self, msg: SimMessage, dest: str) -> Any:
         dd = msg.userdata
         if not isinstance(dd, Channel):
@@ -931,6 +935,7 @@ class Modules:
         self.drivers = [self.tone, self.dumb, self.wave, self.sip, self.conf]
         self.status_modules: List[Tuple[str, Callable[[bool], str], bool]] = []
         self._install_handlers()
+        engine.subscribed = self.subscribed         # type: ignore[attr-defined]
 
     def new_billid(self) -> str:
         return f"{self.engine.runid}-{next(self._billids)}"
@@ -970,7 +975,7 @@ class Modules:
                   "tone": tone.on_timer, "wave": wave.on_timer}.get(name, no)
             h("engine.timer", 90, name, cb)
         h("engine.status", 90, "engine", self.on_engine_status)
-        h("engine.status", 100, "rex_debug", no)
+        h("engine.status", 100, "rex_debug", self._rex_debug_status)
         h("call.execute", 100, "callfork", fork.on_execute)
         h("call.execute", 100, "pbx", no)
         for d in (dumb, wave, sip, conf):
@@ -1023,6 +1028,11 @@ class Modules:
                          f"chans={len(self.all_channels)}\r\n")
         return module == "engine"
 
+    def _rex_debug_status(self, msg: SimMessage) -> bool:
+        if not msg.get("module"):
+            msg.retvalue += "name=rex_debug,type=misc;\r\n"
+        return False
+
     def _status_for(self, name: str) -> Callable[[SimMessage], bool]:
         drivers = {d.name: d for d in self.drivers}
 
@@ -1038,7 +1048,9 @@ class Modules:
                 return False
             details = msg.get_bool("details", True)
             d = drivers.get(name)
-            if d is not None:
+            if name == "tone":
+                text = f"name=tone,type=misc;tones=0,chans={len(self.tone.channels)}\r\n"
+            elif d is not None:
                 text = d.status_text(details)
             elif name == "extmodule":
                 conns = getattr(self.engine, "ext_connections", ())
@@ -1178,9 +1190,15 @@ class Modules:
                 delay = 1.0
             self._timer_call = self.engine.clock.callLater(delay, self._tick)
 
+    def subscribed(self, name: str) -> None:
+        """A connection installed or watched ``name``: engine.timer may be needed now."""
+        if name in ("", "engine.timer"):
+            self.need_timer()
+
     def _timer_wanted(self) -> bool:
-        if self.timer_users > 0:
-            return True
+        for conn in getattr(self.engine, "ext_connections", ()):
+            if conn.wants("engine.timer"):
+                return True
         for d in self.drivers:
             for c in d.channels.values():
                 if c.maxcall or c.timeout:

@@ -314,6 +314,7 @@ class ExtConnection:
                 else:
                     self.watched.append(name)
                 self._hook()
+                self._subscribed(name)
             self.output(f"%%<watch:{name}:{_btext(ok)}")
             return False
         if line.startswith("%%>unwatch:"):
@@ -367,6 +368,7 @@ class ExtConnection:
                         filter_value=fvalue if fname else None, owner=self)
             self.relays[ident] = h
             self.engine.install(h)
+            self._subscribed(ident)
         self.output(f"%%<install:{prio}:{ident}:{_btext(ok)}")
 
     def _setlocal(self, name: str, val: str) -> None:
@@ -558,13 +560,26 @@ class ExtConnection:
 
     def _timed_out(self, holder: _Holder) -> None:
         holder.timer = None
-        if holder.id not in self.waiting:
+        if self.waiting.pop(holder.id, None) is None:
             return
         self.log.info("{conn}: message {name} did not return in {ms} msec",
                       conn=self.name, name=holder.msg.name, ms=self.timeout)
-        self._release(holder, holder.ret)
         if self.timebomb:
-            self.engine.run(self.die)
+            # die() first: the message then returns to a dead connection, so an answer to a
+            # message this connection sent is never written (A4, p4).
+            self.die()
+        self.engine.run(holder.result.resolve, holder.ret)
+
+    def _subscribed(self, name: str) -> None:
+        hook = getattr(self.engine, "subscribed", None)
+        if hook is not None:
+            hook(name)
+
+    def wants(self, name: str) -> bool:
+        """Does this connection handle or watch ``name``?"""
+        if self.dead:
+            return False
+        return name in self.relays or name in self.watched or "" in self.watched
 
     # -- watchers ----------------------------------------------------------------------------------
     def _hook(self) -> None:

@@ -274,8 +274,6 @@ class SipChannel(Channel):
         code = code_for_error(reason)
         if 300 <= code <= 699:
             self.set_reason(SIP_PHRASES.get(code, reason or ""), code)
-        if self.answered and self.answered_at is not None:
-            self.params = [("rtp_stats", self.rtp_stats())]
         self.hangup()
 
     def call_rejected(self, error: str, reason: Optional[str],
@@ -298,6 +296,8 @@ class SipChannel(Channel):
         if self.hungup:
             return
         self.hungup = True
+        if self.answered and not any(k == "rtp_stats" for k, _ in self.params):
+            self.params.append(("rtp_stats", self.rtp_stats()))
         m = self.message("chan.hangup", data=False)
         if self.reason:
             m.set("reason", self.reason)
