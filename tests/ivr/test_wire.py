@@ -313,6 +313,7 @@ def test_cancelling_before_the_execute_answer_drops_once_it_comes(wire):
     assert wire.take() == ["%%>message:yp1::call.execute::callto=dumb/:target=bob:"
                            "maxcall=30000"]
     d.cancel()
+    failure_result_of(d, defer.CancelledError)
     wire.feed("%%<message:yp1:true:call.execute::id=dumb/6:peerid=sip/8:targetid=sip/8")
     assert wire.take() == ["%%>message:yp2::call.drop::id=dumb/6:reason=cancelled"]
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import itertools
 import os
-import weakref
 from typing import TYPE_CHECKING, Any, Dict, List, Optional, Set
 
 from twisted.logger import Logger
@@ -28,15 +27,15 @@ __all__ = ["Switchboard", "switchboard"]
 
 DEFAULT_PRIORITY = 50
 
-_boards: "weakref.WeakKeyDictionary[Any, Switchboard]" = weakref.WeakKeyDictionary()
+_ATTR = "_yaypm_ivr_switchboard"      # kept on the dispatcher: it lives and dies with it
 
 
 def switchboard(dispatcher: "Dispatcher", priority: int = DEFAULT_PRIORITY) -> "Switchboard":
     """The dispatcher's switchboard, created (and its handlers installed) on first use."""
-    board = _boards.get(dispatcher)
+    board = getattr(dispatcher, _ATTR, None)
     if board is None or board.closed:
         board = Switchboard(dispatcher, priority)
-        _boards[dispatcher] = board
+        setattr(dispatcher, _ATTR, board)
     return board
 
 
@@ -96,8 +95,8 @@ class Switchboard:
             self._route_reg.cancel()
             self._route_reg = None
         self.routes = []
-        if _boards.get(self.dispatcher) is self:
-            del _boards[self.dispatcher]
+        if getattr(self.dispatcher, _ATTR, None) is self:
+            delattr(self.dispatcher, _ATTR)
 
     # -- bookkeeping used by legs ---------------------------------------------------------------
     def _adopt(self, leg: "Leg") -> None:
