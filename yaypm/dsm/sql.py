@@ -1,5 +1,5 @@
 """SQL for mod_mysql: queries with `$var`/`#param` references turned into bound parameters,
-and the adbapi executor (SQLite by default; MySQL/PostgreSQL by URL, ⚑D6).
+and the executor over `yaypm.sql.Database` (SQLite by default; MySQL/PostgreSQL by URL, ⚑D6).
 
 Nothing here splices values into SQL text: a reference outside SQL quotes becomes one
 placeholder; a quoted SQL literal containing references (`'$x'`, `"%$x%"`) becomes one
@@ -8,15 +8,16 @@ placeholder bound to the literal's text with the references filled in.
 from __future__ import annotations
 
 import os
-import re
 from dataclasses import dataclass, field
 from typing import Any, Callable, Protocol
-from urllib.parse import unquote, urlparse
+from urllib.parse import urlparse
 
 from twisted.internet.defer import Deferred
 
+from .. import sql as _sql
+
 __all__ = ["SQLTemplate", "SQLResult", "SQLExecutor", "AdbapiExecutor", "parse_sql",
-           "connect_url", "parse_db_url"]
+           "connect_url", "parse_db_url", "database_url"]
 
 _REF_END = " \t,()$#;'\"\n\r"
 
@@ -204,79 +205,64 @@ class SQLExecutor(Protocol):
 
 def parse_db_url(url: str) -> tuple[str, dict[str, Any]]:
     """`sqlite:<path>` / `sqlite:///abs` / `sqlite::memory:`, `mysql://u:p@h[:port]/db`,
-    `postgresql://…` → (dbapi module name, connect kwargs). ValueError if malformed."""
+    `postgresql://…` → (dbapi module name, connect kwargs), as `yaypm.sql.Database` will
+    use them. ValueError if malformed or unsupported."""
+    db_url = database_url(url)
+    _scheme, module, kw = _sql.parse_db_url(db_url)
+    if module == "sqlite3":
+        kw = dict(kw, check_same_thread=False)
+    return module, kw
+
+
+def database_url(url: str) -> str:
+    """A DSM `db_url` (⚑D6: `sqlite:<path>`, `sqlite::memory:`, `mysql://…`,
+    `postgresql://…`) as a `yaypm.sql.Database` URL. ValueError if malformed."""
     if url.startswith("sqlite:"):
         rest = url[len("sqlite:"):]
         if rest.startswith("//"):
             rest = rest[2:]
         if not rest:
             raise ValueError("sqlite URL without a path")
-        return "sqlite3", {"database": rest, "check_same_thread": False}
+        return "sqlite:///" + rest          # sqlite:////abs, sqlite:///rel, sqlite:///:memory:
     u = urlparse(url)
     if u.scheme in ("mysql", "mariadb"):
         if not u.hostname or not u.path.strip("/"):
-            raise ValueError(f"malformed MySQL URL {url!r}")
-        kw: dict[str, Any] = {"host": u.hostname, "user": unquote(u.username or ""),
-                              "password": unquote(u.password or ""),
-                              "database": u.path.strip("/"), "charset": "utf8mb4"}
-        if u.port:
-            kw["port"] = u.port
-        for mod in ("MySQLdb", "pymysql"):
-            try:
-                __import__(mod)
-                if mod == "MySQLdb":
-                    kw["passwd"] = kw.pop("password")
-                    kw["db"] = kw.pop("database")
-                return mod, kw
-            except ImportError:
-                continue
-        raise ValueError("no MySQL driver installed (pip install pymysql)")
+            raise ValueError(f"malformed MySQL URL {_sql.redact(url)!r}")
+        return url
     if u.scheme in ("postgresql", "postgres"):
         if not u.hostname:
-            raise ValueError(f"malformed PostgreSQL URL {url!r}")
-        for mod in ("psycopg2", "psycopg"):
-            try:
-                __import__(mod)
-                return mod, {"conninfo" if mod == "psycopg" else "dsn": url}
-            except ImportError:
-                continue
-        raise ValueError("no PostgreSQL driver installed (pip install psycopg2)")
-    raise ValueError(f"unsupported database URL {url!r} (sqlite:, mysql://, postgresql://)")
+            raise ValueError(f"malformed PostgreSQL URL {_sql.redact(url)!r}")
+        return url
+    raise ValueError(f"unsupported database URL {_sql.redact(url)!r} "
+                     "(sqlite:, mysql://, postgresql://)")
 
 
 class AdbapiExecutor:
-    """SQLExecutor on `twisted.enterprise.adbapi.ConnectionPool` (threads)."""
+    """SQLExecutor on `yaypm.sql.Database` (one SQL layer for apps and DSM scripts):
+    `threaded=True` runs queries in adbapi's thread pool, `threaded=False` inline (SQLite
+    on a `task.Clock`). Queries arrive already in `paramstyle` with bound parameters."""
 
-    def __init__(self, url: str, reactor: Any = None) -> None:
-        from twisted.enterprise import adbapi
+    def __init__(self, url: str, reactor: Any = None, threaded: bool = True) -> None:
         module, kw = parse_db_url(url)
         self.url = url
-        dbapi = __import__(module)
-        self.paramstyle = getattr(dbapi, "paramstyle", "qmark")
+        try:
+            dbapi = __import__(module)
+        except ImportError:
+            raise ValueError(f"no driver for {_sql.redact(url)!r}: pip install "
+                             f"{'pymysql' if module == 'pymysql' else module}") from None
+        if module == "sqlite3" and kw["database"] != ":memory:":
+            d = os.path.dirname(kw["database"])
+            if d and not os.path.isdir(d):
+                raise ValueError(f"directory {d!r} does not exist")
+        self.database = _sql.Database(database_url(url), threaded=threaded, reactor=reactor)
+        self.paramstyle = self.database.paramstyle
         self.version = getattr(dbapi, "version", "") or getattr(dbapi, "__version__", "")
-        extra: dict[str, Any] = {}
-        if module == "sqlite3":
-            extra = {"cp_max": 1, "cp_min": 1, "cp_openfun": _sqlite_open}
-            if kw["database"] != ":memory:":
-                d = os.path.dirname(kw["database"])
-                if d and not os.path.isdir(d):
-                    raise ValueError(f"directory {d!r} does not exist")
-        if reactor is not None:
-            extra["cp_reactor"] = reactor
-        self.pool = adbapi.ConnectionPool(module, **kw, **extra)
 
     def execute(self, query: str, params: tuple) -> Deferred[SQLResult]:
-        return self.pool.runInteraction(_run, query, params)
+        return self.database.run_interaction(_run, query, params)
 
     def close(self) -> None:
-        self.pool.close()
-
-
-def _sqlite_open(conn: Any) -> None:
-    try:
-        conn.execute("PRAGMA journal_mode=WAL")
-    except Exception:
-        pass
+        self.database.close()
 
 
 def _run(txn: Any, query: str, params: tuple) -> SQLResult:
@@ -296,5 +282,3 @@ def connect_url(url: str) -> AdbapiExecutor:
     """Default executor factory used by the engine (raises ValueError for a bad URL)."""
     return AdbapiExecutor(url)
 
-
-_ = re
