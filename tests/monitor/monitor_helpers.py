@@ -11,7 +11,7 @@ import xmlrpc.client
 from contextlib import asynccontextmanager
 from typing import Any, AsyncIterator, Dict, List, Optional, Tuple
 
-from twisted.internet import reactor, threads, utils
+from twisted.internet import defer, reactor, threads, utils
 
 from yaypm.monitor import Monitor
 from yaypm.registry import CallRegistry
@@ -60,7 +60,7 @@ async def serving(monitor: Monitor, **listen: Any) -> AsyncIterator[str]:
     try:
         yield f"http://127.0.0.1:{port.getHost().port}"
     finally:
-        await port.stopListening()
+        await defer.maybeDeferred(port.stopListening)
 
 
 def _rpc(url: str, method: str, args: Tuple[Any, ...]) -> Any:

@@ -194,10 +194,12 @@ def test_load_config_strips_conf_suffix_and_answers_200(rpc: MonitorRPC) -> None
     assert rpc.control.calls == [("load_config", "/etc/dsm/quizconnect.conf", "quizconnect")] * 2
 
 
-def test_control_failures_are_sems_status_pairs(clock: Clock) -> None:
+def test_control_failures_are_sems_status_pairs(clock: Clock, logged_failures: list) -> None:
     target = Target(load_config=ValueError("boom"), reload=ControlError(500, "x.dsm:3: bad"))
     rpc = MonitorRPC(CallRegistry(clock), target, clock=clock)
     assert call(rpc, "loadConfig", "/a.conf", "a") == [500, "reload config failed"]
+    assert [e["log_failure"].type for e in logged_failures] == [ValueError]   # logged, once
+    logged_failures.clear()
     assert call(rpc, "reloadDSMs") == [500, "x.dsm:3: bad"]
     target.answers["reload"] = None
     assert call(rpc, "reloadDSMs") == [200, "DSMs reloaded"]

@@ -38,6 +38,8 @@ __all__ = ["Monitor", "MonitorConfig", "MonitorConfigError", "MonitorService", "
 DEFAULT_ENDPOINT = "tcp:8090:interface=127.0.0.1"
 MAX_BODY = 1 << 20
 
+_log = Logger()
+
 
 class MonitorConfigError(ValueError):
     """A monitoring option that cannot be honoured: ``option`` and why."""
@@ -123,7 +125,7 @@ class _BoundedRequest(server.Request):
     def _refuse(self) -> None:
         if not self._refused:
             self._refused = True
-            MonitorSite.log.warn("Request body over {limit} bytes from {peer}: connection closed",
+            _log.warn("Request body over {limit} bytes from {peer}: connection closed",
                                  limit=MAX_BODY, peer=str(self.getClientAddress()))
             self.channel.transport.loseConnection()
 
@@ -158,7 +160,6 @@ class MonitorSite(server.Site):
     """A `Site` with bounded request bodies, an idle timeout, and (``allowed_hosts`` not
     None) a Host header check."""
 
-    log = Logger()
     requestFactory = _BoundedRequest
     noisy = False
 
