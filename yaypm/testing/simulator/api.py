@@ -247,7 +247,7 @@ class SimLeg(RemoteParty):
             digit = digits.pop(0)
             self.sim.engine.run(self.chan.remote_dtmf, digit, method)
             if digits:
-                self._dtmf_call = self.sim.clock.callLater(interval, one)
+                self._dtmf_call = self.sim.engine.call_later(interval, one)
             else:
                 d.callback(None)
         one()
@@ -337,7 +337,7 @@ class OutboundLeg(SimLeg):
 
     def start(self, behaviour: Behaviour) -> None:
         for action, at in behaviour.steps:
-            self._calls.append(self.sim.clock.callLater(at, self._step, action))
+            self._calls.append(self.sim.engine.call_later(at, self._step, action))
 
     def _step(self, action: str) -> None:
         if self.ended:
@@ -630,13 +630,12 @@ class Simulator:
             raise TypeError("advance() needs a task.Clock; a real reactor keeps its own time")
         target = self.clock.seconds() + seconds
         while True:
-            calls = [c.getTime() for c in self.clock.getDelayedCalls()]
-            due = [t for t in calls if t <= target]
-            if not due:
+            calls = getattr(self.clock, "calls", None)    # task.Clock keeps them sorted
+            if calls is None:
+                calls = sorted(self.clock.getDelayedCalls(), key=lambda c: c.getTime())
+            if not calls or calls[0].getTime() > target:
                 break
-            nxt = min(due)
-            now = self.clock.seconds()
-            self.clock.advance(max(nxt - now, 0.0))
+            self.clock.advance(max(calls[0].getTime() - self.clock.seconds(), 0.0))
         self.clock.advance(max(target - self.clock.seconds(), 0.0))
 
     # -- calls ---------------------------------------------------------------------------------------

@@ -491,6 +491,27 @@ class ConfRoom:
         self.modules.engine.enqueue(m)
 
 
+class ExtChannel(Channel):
+    """The call endpoint of a channel-role connection (extmodule's ``ExtModChan``).
+
+    Created by the first ``call.execute`` the connection sends; its id is ``ExtModule`` until
+    ``setlocal:id`` changes it (yate-extmodule.md §9.4).  Without ``setlocal:disconnected`` it
+    dies silently when its peer leaves; it never emits ``chan.hangup``.
+    """
+
+    emits_hangup = False
+
+    def __init__(self, driver: "Driver") -> None:
+        super().__init__(driver, False, "", ident="ExtModule")
+        self.notify_disconnected = False
+
+    def disconnected(self, reason: Optional[str]) -> None:
+        if self.notify_disconnected:
+            super().disconnected(reason)
+        else:
+            self.die()
+
+
 # ------------------------------------------------------------------------------------------------
 # Drivers
 # ------------------------------------------------------------------------------------------------
@@ -631,6 +652,20 @@ class Driver:
             if chan.alive:
                 chan.check_timers(msg, now)
         return False
+
+
+class ExtDriver(Driver):
+    """extmodule's channels: several may share the id ``ExtModule``, so they are kept apart."""
+
+    def add(self, chan: Channel) -> None:
+        self.channels[str(id(chan))] = chan
+        self.total += 1
+
+    def remove(self, chan: Channel) -> None:
+        self.channels.pop(str(id(chan)), None)
+
+    def rename(self, chan: Channel, new_id: str) -> None:
+        chan.id = new_id
 
 
 class DumbDriver(Driver):
@@ -932,10 +967,15 @@ class Modules:
         self.wave = WaveDriver(self, "wave")
         self.conf = ConfDriver(self, "conf")
         self.fork = ForkDriver(self, "fork")
+        self.external = ExtDriver(self, "external")
         self.drivers = [self.tone, self.dumb, self.wave, self.sip, self.conf]
         self.status_modules: List[Tuple[str, Callable[[bool], str], bool]] = []
         self._install_handlers()
         engine.subscribed = self.subscribed         # type: ignore[attr-defined]
+        engine.create_ext_channel = self.create_ext_channel   # type: ignore[attr-defined]
+
+    def create_ext_channel(self, conn: Any) -> "ExtChannel":
+        return ExtChannel(self.external)
 
     def new_billid(self) -> str:
         return f"{self.engine.runid}-{next(self._billids)}"
@@ -1188,7 +1228,7 @@ class Modules:
             delay = (int(now) + 1) - now
             if delay <= 0:
                 delay = 1.0
-            self._timer_call = self.engine.clock.callLater(delay, self._tick)
+            self._timer_call = self.engine.call_later(delay, self._tick)
 
     def subscribed(self, name: str) -> None:
         """A connection installed or watched ``name``: engine.timer may be needed now."""

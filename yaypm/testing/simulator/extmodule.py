@@ -190,9 +190,10 @@ def encode_answer(msg: SimMessage, handled: bool, ident: str) -> str:
 
 
 def _common_encode(msg: SimMessage) -> str:
-    parts = [P.escape(msg.name), ":", P.escape(msg.retvalue)]
+    """``name:retvalue:key=value...``, every field escaped (``Message::commonEncode``)."""
     esc = P.escape
     esck = P.escape_key
+    parts = [esc(msg.name), ":", esc(msg.retvalue)]
     for k, v in msg.params:
         parts.append(":")
         parts.append(esck(k))
@@ -487,6 +488,7 @@ class ExtConnection:
         msg.origin = self
         if self.setdata and self.chan is not None:
             msg.userdata = self.chan
+        created = False
         if self.role == "channel" and self.chan is None and self.setdata \
                 and msg.name == "call.execute":
             hook = getattr(self.engine, "create_ext_channel", None)
@@ -494,7 +496,8 @@ class ExtConnection:
                 self.chan = hook(self)
                 msg.set("id", self.chan.id)
                 msg.userdata = self.chan
-        if ident and self.chan is None:
+                created = True
+        if ident and not created:
             holder = self.waiting.get(ident)
             if holder is not None:
                 # Id reuse inherits the pending message's user data (extmodule.md §5.3).
@@ -522,32 +525,33 @@ class ExtConnection:
         self.waiting[ident] = holder
         self.output(encode_message(msg, ident))
         if self.timeout > 0:
-            holder.timer = self.engine.clock.callLater(self.timeout / 1000.0,
-                                                       self._timed_out, holder)
+            holder.timer = self.engine.call_later(self.timeout / 1000.0, self._timed_out,
+                                                  holder)
         return holder.result
 
     def _answer_received(self, line: str) -> None:
-        for ident, holder in list(self.waiting.items()):
-            prefix = "%%<message:" + ident + ":"
-            if not line.startswith(prefix):
-                continue
-            rest = line[len(prefix):]
-            sep = rest.find(":")
-            if sep < 0:
-                continue
-            word = rest[:sep].lstrip(" \t")
-            if word in _TRUE:
-                holder.ret = True
-            elif word in _FALSE:
-                holder.ret = False
-            else:
-                continue
-            tail = rest[sep + 1:]
-            if tail and not _common_decode(holder.msg, tail):
-                continue        # unmatched, but the partial changes stay (extmodule.md §5.2)
-            self._release(holder, holder.ret)
+        # Yate compares the raw line with "%%<message:<id>:" for each waiting message; its ids
+        # never contain ':', so the field up to the next ':' finds the only candidate.
+        end = line.find(":", 11)
+        holder = self.waiting.get(line[11:end]) if end > 0 else None
+        if holder is None:
+            self.log.debug("{conn}: unmatched answer {line}", conn=self.name, line=line)
             return
-        self.log.debug("{conn}: unmatched answer {line}", conn=self.name, line=line)
+        rest = line[end + 1:]
+        sep = rest.find(":")
+        if sep < 0:
+            return
+        word = rest[:sep].lstrip(" \t")
+        if word in _TRUE:
+            holder.ret = True
+        elif word in _FALSE:
+            holder.ret = False
+        else:
+            return
+        tail = rest[sep + 1:]
+        if tail and not _common_decode(holder.msg, tail):
+            return          # unmatched, but the partial changes stay (extmodule.md §5.2)
+        self._release(holder, holder.ret)
 
     def _release(self, holder: _Holder, ret: bool) -> None:
         if self.waiting.pop(holder.id, None) is None:

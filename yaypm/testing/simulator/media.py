@@ -172,7 +172,7 @@ class WaveSource(_Resource):
         if _flowing(self.chan) and self.chan.alive:
             if self.call is None:
                 self.started_at = clock.seconds()
-                self.call = clock.callLater(self.remaining, self._eof)
+                self.call = self.modules.engine.call_later(self.remaining, self._eof)
         elif self.call is not None:
             if self.call.active():
                 self.call.cancel()
@@ -246,7 +246,7 @@ class Recorder(_Resource):
                 self.started_at = self._now()
                 if self.maxlen:
                     left = (self.maxlen - self.recorded) / float(self.rate)
-                    self.call = self.modules.engine.clock.callLater(max(left, 0.0), self._full)
+                    self.call = self.modules.engine.call_later(max(left, 0.0), self._full)
         elif self.started_at is not None:
             self._accumulate()
 

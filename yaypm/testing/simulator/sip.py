@@ -565,11 +565,18 @@ class ForkMaster(Channel):
         self.alive = False
         self.driver.remove(self)
 
-    def after_drop(self, reason: Optional[str]) -> None:
-        for s in list(self.slaves):
-            if s.peer is not None:
-                s.peer.msg_drop(None, "cancelled")
-        super().after_drop(reason)
+    def die(self) -> None:
+        """The caller left or the fork failed: every ringing leg is cancelled."""
+        if not self.alive:
+            return
+        slaves, self.slaves = list(self.slaves), []
+        for s in slaves:
+            leg = s.peer
+            s.alive = False
+            self.driver.remove(s)
+            if leg is not None and leg.alive:
+                leg.msg_drop(None, "cancelled")
+        super().die()
 
 
 class ForkDriver(Driver):
