@@ -113,10 +113,10 @@ def test_b2_caller_hangs_up_during_prompt(wire):
     wire.take()
     wire.feed("%%<message::false:chan.hangup::id=sip/1:module=sip:cause_sip=200:"
               "status=answered:targetid=dumb/1:peerid=dumb/1:answered=true")
+    wire.feed("%%<message::false:chan.disconnected::cause_sip=200:id=dumb/1:module=dumb")
     assert results == ["hangup"]
+    wire.feed("%%<message::false:chan.hangup::id=dumb/1:module=dumb")
     n = wire.message("chan.notify", "targetid=dumb/1/1:reason=replaced")
-    wire.feed("%%<message::false:chan.disconnected::cause_sip=200:id=dumb/1:module=dumb",
-              "%%<message::false:chan.hangup::id=dumb/1:module=dumb")
     # A notify for a forgotten tag is not ours: unhandled.  Nothing else is sent.
     assert wire.take() == [f"%%<message:{n}:false:"]
     assert len(switchboard(wire.dispatcher)) == 0
@@ -336,6 +336,7 @@ def test_c3_no_answer_after_maxcall(wire):
     wire.feed("%%<message:yp1:true:call.execute::id=dumb/8:peerid=sip/10:targetid=sip/10",
               "%%<message::false:chan.disconnected::time=1:id=sip/10:status=outgoing:"
               "targetid=dumb/8:reason=noanswer",
+              "%%<message::false:chan.hangup::id=dumb/8:status=noanswer:targetid=sip/10",
               "%%<message::false:chan.hangup::id=sip/10:status=noanswer:"
               "reason=Temporarily Unavailable")
     failure_result_of(d, NoAnswerError)

@@ -54,6 +54,15 @@ _PHRASES = {400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404: "Not
             503: "Service Unavailable", 504: "Server Time-out"}
 
 
+_PHRASE_CODES = {phrase: code for code, phrase in _PHRASES.items()}
+
+# cause_sip -> reason, as Yate's dict_errors maps a SIP code back (first name of the code).
+_CODE_NAMES = {486: "busy", 600: "busy", 480: "noanswer", 487: "noanswer", 408: "noconn",
+               404: "noroute", 604: "noroute", 403: "forbidden", 603: "forbidden",
+               500: "failure", 503: "noconn", 406: "rejected", 606: "rejected",
+               484: "incomplete", 410: "unallocated", 483: "looping", 488: "unacceptable"}
+
+
 class Joined(NamedTuple):
     """A leg's place in a conference: Yate's room id (``conf/room1``), whether the join created
     the room, and the number of users after it."""
@@ -115,6 +124,7 @@ class Leg:
         self._drop_after_route: Optional[str] = None
         self._drop_reason: Optional[str] = None
         self._disc_reason: Optional[str] = None
+        self._party_gone: Optional[Dict[str, str]] = None    # the party's chan.hangup
         self._unhooking = False                   # our dumb channel is leaving on purpose
         self._dial_wait: Optional[Deferred] = None
         self._dial_cancelled = False
@@ -176,10 +186,7 @@ class Leg:
         dial_wait, self._dial_wait = self._dial_wait, None
         if dial_wait is not None and not dial_wait.called:
             self._waits.pop(dial_wait, None)
-            code = self.end_params.get("cause_sip", "")
-            dial_wait.errback(Failure(dial_error(
-                self.target or "", reason, int(code) if code.isdigit() else None,
-                self.end_params.get("status", ""))))
+            dial_wait.errback(Failure(self._dial_failure(reason)))
         queue = list(self._queue)
         if self._in_flight is not None:
             queue.append(self._in_flight)
@@ -196,27 +203,31 @@ class Leg:
         self._ready_waiters.clear()
         self.keypad.reset()
 
-    def _reason_from(self, msg: "Message") -> str:
-        """Why the far party left, from its chan.hangup/chan.disconnected."""
+    def _reason(self) -> str:
+        """Why the leg ended: our own hang-up reason, else the reason our dumb channel (or the
+        party) was disconnected with, else what the party's chan.hangup says, else ``hangup``."""
         if self._drop_reason:
             return self._drop_reason
         if self._disc_reason:
             return self._disc_reason
-        reason = msg.get("reason")
-        if reason and msg.name == "chan.disconnected":
-            return reason
-        code = msg.get("cause_sip", "")
-        if code.isdigit() and int(code) >= 300:
-            for name, c in (("busy", 486), ("busy", 600), ("noanswer", 480),
-                            ("noanswer", 408), ("noroute", 404), ("forbidden", 403),
-                            ("failure", 500), ("noconn", 503)):
-                if int(code) == c:
-                    return name
-            return "rejected"
-        status = msg.get("status", "")
+        party = self._party_gone or {}
+        code = party.get("cause_sip", "")
+        if self.direction == "outgoing" and code.isdigit() and int(code) >= 300:
+            return _CODE_NAMES.get(int(code), "rejected")
+        status = party.get("status", "")
         if status not in _PLAIN_STATUSES:
             return status
         return "hangup"
+
+    def _dial_failure(self, reason: str) -> Exception:
+        """The exception for a dial that ended unanswered (trace C3's three endings)."""
+        party = self._party_gone or {}
+        code_text = party.get("cause_sip", "")
+        code = int(code_text) if code_text.isdigit() else None
+        status = party.get("status", "") or self.end_params.get("status", "")
+        if code is None and reason != "noanswer" and status != "noanswer":
+            code = _PHRASE_CODES.get(party.get("reason", ""))   # e.g. 408 Request Timeout
+        return dial_error(self.target or "", reason, code, status)
 
     # -- messages from the switchboard -------------------------------------------------------------
     def _executed(self, msg: "Message") -> None:
@@ -235,22 +246,32 @@ class Leg:
         for d in waiters:
             self._settle(d, None)
 
+    def _on_ivr(self) -> bool:
+        """Our dumb channel is the party's peer (not bridged, in a room, or moving away)."""
+        return self.chan is not None and not self._unhooking and \
+            self.state not in ("bridged", "conference")
+
     def _hangup_seen(self, msg: "Message") -> None:
         cid = msg.get("id")
         if cid == self.id:
-            self._end(self._reason_from(msg), msg.attrs)
+            self._party_gone = msg.attrs
+            if not self._on_ivr():
+                self._end(self._reason(), msg.attrs)
+            # else our dumb channel reports next, with the disconnect reason (busy, noconn...)
         elif cid == self.chan:
+            on_ivr = self._on_ivr()
             self.board._unmap(cid)
             self.chan = None
-            if not self._unhooking and self.state not in ("bridged", "conference"):
-                self._end(self._reason_from(msg), msg.attrs)
+            if on_ivr or self._party_gone is not None:
+                self._end(self._reason(), {**(self._party_gone or {}), **msg.attrs})
 
     def _disconnected(self, msg: "Message") -> None:
         cid = msg.get("id")
-        if cid == self.chan and not self._unhooking and \
-                self.state not in ("bridged", "conference"):
+        if cid == self.chan and self._on_ivr():
             # Our dumb channel lost the party: it hangs up next, so the IVR is over now.
-            self._end(self._reason_from(msg), msg.attrs)
+            if msg.get("reason"):
+                self._disc_reason = msg.get("reason")
+            self._end(self._reason(), {**(self._party_gone or {}), **msg.attrs})
         elif cid == self.id and msg.get("reason"):
             self._disc_reason = msg.get("reason")
 
@@ -844,7 +865,10 @@ def dial(dispatcher: "Dispatcher", target: str, *, caller: Optional[str] = None,
         if leg.state == "ended":
             return
         if not processed:
-            leg._end(m.get("error") or m.get("reason") or "failure", m.attrs)
+            # dumbchan copies error/reason only when the inner call.execute failed; with no
+            # route for ``target`` there is neither (dumbchan.cpp): that is "noroute".
+            default = "failure" if "direct" in attrs else "noroute"
+            leg._end(m.get("error") or m.get("reason") or default, m.attrs)
             return
         leg.chan = m.get("id")
         leg.id = m.get("peerid") or m.get("targetid")
