@@ -166,7 +166,9 @@ static unsigned int s_timeout = 10000;		// ms a Yate thread waits for a Python h
 static unsigned int s_answered = 0;
 static unsigned int s_timedOut = 0;
 static unsigned int s_received = 0;
-static Configuration s_cfg;			// yaypmhost.conf, reloaded by initialize()
+static Configuration s_cfg;			// yaypmhost.conf; initialize() threads only
+static ObjList s_hostSections;			// copies of its sections for Python, under s_mutex
+static double s_stopTimeout = 3.0;
 
 static bool s_pyStarted = false;		// Py_Initialize* was called (never again)
 static bool s_halted = false;
@@ -1130,18 +1132,33 @@ static PyObject* host_config(PyObject*, PyObject* args)
     return pyStr(*ns);
 }
 
-// host_config(section, key=None): the same for yaypmhost.conf
+// host_config(section, key=None): the same for yaypmhost.conf (as last (re)loaded)
 static PyObject* host_host_config(PyObject*, PyObject* args)
 {
     String sect, key;
     if (!sectionKey(args,"O|O:host_config",sect,key))
 	return 0;
-    if (key.null())
-	return sectionPairs(s_cfg.getSection(sect));
-    const NamedString* ns = s_cfg.getKey(sect,key);
-    if (!ns)
+    NamedList copy("");
+    bool found = false;
+    Lock lck(s_mutex);
+    const NamedList* nl = static_cast<const NamedList*>(s_hostSections[sect]);
+    if (nl && key.null()) {
+	copy.copyParams(*nl);
+	found = true;
+    }
+    else if (nl) {
+	const NamedString* ns = nl->getParam(key);
+	if (ns) {
+	    copy.addParam(key,*ns);
+	    found = true;
+	}
+    }
+    lck.drop();
+    if (!found)
 	Py_RETURN_NONE;
-    return pyStr(*ns);
+    if (key.null())
+	return pyParams(copy);
+    return pyStr(*copy.getParam(0));
 }
 
 static PyObject* host_plugin_loaded(PyObject*, PyObject* arg)
@@ -1389,6 +1406,13 @@ void YaypmHost::initialize()
     unsigned int timeout = general.getIntValue("timeout",10000,100,600000);
     Lock lck(s_mutex);
     s_timeout = timeout;
+    s_stopTimeout = general.getDoubleValue("stop_timeout",3.0);
+    s_hostSections.clear();
+    for (unsigned int i = 0; i < s_cfg.sections(); i++) {
+	const NamedList* nl = s_cfg.getSection(i);
+	if (nl)
+	    s_hostSections.append(new NamedList(*nl));
+    }
     lck.drop();
 
     if (m_first) {
@@ -1487,8 +1511,7 @@ void YaypmHost::halt()
     s_mainState = 0;
     bool clean = true;
     if (s_host) {
-	PyObject* r = PyObject_CallMethod(s_host,"stop","d",
-	    s_cfg.getDoubleValue("general","stop_timeout",3.0));
+	PyObject* r = PyObject_CallMethod(s_host,"stop","d",s_stopTimeout);
 	if (r)
 	    clean = PyObject_IsTrue(r) == 1;
 	else {

@@ -120,6 +120,12 @@ class EmbeddedMessage(Message):
         except MessageReleasedError:
             self._name = "?"
 
+    def _writable(self) -> Any:
+        if self._done:
+            raise MessageReleasedError(
+                f"Yate message {self._id} was answered: it can no longer be changed")
+        return self._raw
+
     # -- state ---------------------------------------------------------------------------
     @property
     def _answered(self) -> bool:  # type: ignore[override]
@@ -141,7 +147,7 @@ class EmbeddedMessage(Message):
 
     @name.setter
     def name(self, value: str) -> None:
-        self._raw.set_name(str(value))
+        self._writable().set_name(str(value))
         self._name = str(value)
 
     @property
@@ -154,7 +160,7 @@ class EmbeddedMessage(Message):
 
     @retvalue.setter
     def retvalue(self, value: str) -> None:
-        self._raw.set_retvalue("" if value is None else str(value))
+        self._writable().set_retvalue("" if value is None else str(value))
 
     @property
     def processed(self) -> Optional[bool]:
@@ -198,15 +204,15 @@ class EmbeddedMessage(Message):
         return isinstance(key, str) and self._raw.get(key) is not None
 
     def __setitem__(self, key: str, value: Any) -> None:
-        self._raw.set(str(key), "" if value is None else str(value))
+        self._writable().set(str(key), "" if value is None else str(value))
 
     def __delitem__(self, key: str) -> None:
-        if not self._raw.clear(key):
+        if not self._writable().clear(key):
             raise KeyError(key)
 
     def add(self, key: str, value: Any) -> None:
         """Append a parameter even if one of that name exists (Yate's ``addParam``)."""
-        self._raw.add(str(key), "" if value is None else str(value))
+        self._writable().add(str(key), "" if value is None else str(value))
 
     def keys(self) -> List[str]:
         return list(dict.fromkeys(k for k, _ in self._raw.params()))
@@ -280,6 +286,9 @@ class EmbeddedDispatcher(Dispatcher):
         self._reenter = False
         self._selfwatch = False
         self._locals: Dict[str, str] = {}
+        # Answers given while a message is being delivered, released to Yate once the app's
+        # synchronous code for it has run (see _on_host_message)
+        self._held: Optional[List[Tuple[EmbeddedMessage, bool]]] = None
         self._write = self._no_lines       # "connected" until close()
         self._generation = 1
         self.stats["late"] = 0
@@ -334,13 +343,29 @@ class EmbeddedDispatcher(Dispatcher):
 
     # -- messages from Yate --------------------------------------------------------------------
     def _on_host_message(self, raw: Any) -> None:
-        """A Yate thread waits for this message: answer it exactly once, whatever happens."""
+        """A Yate thread waits for this message: answer it exactly once, whatever happens.
+
+        An answer given while the app's callbacks for this message run synchronously is
+        released to Yate when they return, so "``ret()``, then ``onwatch()``/``onmsg()`` for
+        what Yate does next" cannot miss it (over TCP the lines arrive in that order too).
+        """
         self.stats["received"] += 1
         m = EmbeddedMessage(self, raw)
         if m._answered:
             self.stats["late"] += 1     # Yate gave up before the reactor got to it
             return
         self._unanswered[m._id] = m
+        if self.observer is not None:
+            self.observer.message_received(m)
+        self._held = held = []
+        try:
+            self._route(m)
+        finally:
+            self._held = None
+            for hm, handled in held:
+                self._release(hm, handled, quiet=True)
+
+    def _route(self, m: EmbeddedMessage) -> None:
         name = m._name
         waiters = self._waiters.get(name)
         if waiters:
@@ -393,10 +418,11 @@ class EmbeddedDispatcher(Dispatcher):
                 return
             raise MessageReleasedError(f"Yate message {m._id} ({m._name}) was already answered")
         try:
-            if retvalue is None:
-                m._raw.ret(handled)
-            else:
-                m._raw.ret(handled, str(retvalue))
+            if retvalue is not None:
+                m._raw.set_retvalue(str(retvalue))
+            elif not m._raw.alive:
+                raise MessageReleasedError(
+                    f"Yate message {m._id} is gone (timed out or host closing)")
         except MessageReleasedError:
             m._done = True
             self._unanswered.pop(m._id, None)
@@ -405,6 +431,23 @@ class EmbeddedDispatcher(Dispatcher):
             raise
         m._done = True
         self._unanswered.pop(m._id, None)
+        if self.observer is not None:
+            self.observer.message_answered(m)
+        if self._held is not None:
+            self._held.append((m, handled))
+        else:
+            self._release(m, handled, quiet=failed)
+
+    def _release(self, m: EmbeddedMessage, handled: bool, quiet: bool) -> None:
+        """Hand the answer to the waiting Yate thread."""
+        try:
+            m._raw.ret(handled)
+        except MessageReleasedError:
+            self.log.warn("{name} ({id}) was released by Yate before its answer",
+                          name=m._name, id=m._id)
+            if not quiet:
+                raise
+            return
         self.stats["answered"] += 1
 
     def _on_host_watch(self, wid: int, name: str, handled: bool, retval: str,

@@ -123,6 +123,7 @@ def test_engine_settings(drv):
     assert line.params["version"].startswith("6.")
     assert line.params["nodename"]
     assert line.params["modload"] == "disable"
+    assert line.params["host_timeout"] == "10000" and line.params["scripts"] == "main"
 
 
 def test_thousand_messages_leave_no_python_objects_behind(main_yate, drv):

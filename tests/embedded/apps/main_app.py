@@ -75,6 +75,8 @@ def start(yate):
         m["version"] = await yate.engine_version()
         m["nodename"] = await yate.engine_param("nodename")
         m["modload"] = await yate.config("general", "modload")
+        m["host_timeout"] = yate.host_config("general", "timeout")
+        m["scripts"] = ",".join(k for k, _ in yate.host_config("scripts"))
         m.ret(True)
     yate.handler("test.engine", lambda m: defer.ensureDeferred(engine_info(m)))
 
