@@ -41,6 +41,7 @@ SCRIPT = ">>"      #: direction of a line the script wrote
 ENGINE = "<<"      #: direction of a line the engine wrote
 
 log = Logger(namespace="yaypm.testing.simulator")
+wire_log = Logger(namespace="yaypm.wire")
 
 
 @dataclass(frozen=True)
@@ -510,6 +511,7 @@ class Simulator:
         self.caller_address = caller_address
         self.wire: List[WireLine] = []
         self._wire_on = wire_log
+        self.log_wire = False          # also send every line to the yaypm.wire logger
         self._cursor: Dict[Tuple[Optional[str], str], int] = {}
         self.connections: List[SimConnection] = []
         self._conn_ids = itertools.count(1)
@@ -575,6 +577,9 @@ class Simulator:
 
     # -- wire log --------------------------------------------------------------------------------
     def _log(self, conn: str, direction: str, line: str) -> None:
+        if self.log_wire:
+            wire_log.debug("{conn} {direction} {line}", conn=conn, direction=direction,
+                           line=line)
         if self._wire_on:
             self.wire.append(WireLine(self.clock.seconds(), conn, direction, line))
 
