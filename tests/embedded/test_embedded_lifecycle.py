@@ -21,7 +21,8 @@ def wait_log(engine, text, timeout=5.0, start=0):
 
 @pytest.mark.parametrize("how", ["sigterm", "rmanager"])
 def test_shutdown_with_handlers_installed_and_a_message_in_flight(embedded_yate, how):
-    engine = embedded_yate({"main": APPS / "main_app.py"})
+    # bad_app raises SystemExit while loading: logged, and nothing else notices
+    engine = embedded_yate({"bad": APPS / "bad_app.py", "main": APPS / "main_app.py"})
     conn = engine.connect()
     engine.wait_handlers(conn, MAIN_HANDLERS)
     assert conn.dispatch("call.route", {"called": "embedded-ivr"}).retvalue == "dumb/"
@@ -43,6 +44,7 @@ def test_shutdown_with_handlers_installed_and_a_message_in_flight(embedded_yate,
     assert "<yaypmhost:INFO> Python finalized (0)" in log
     assert "Python threads still running" not in log
     assert "Segmentation" not in log and "Aborted" not in log
+    assert "Script bad (" in log and "SystemExit: 3" in log
 
 
 def test_reload_keeps_the_interpreter_and_restarts_changed_scripts(embedded_yate, tmp_path):

@@ -1,0 +1,2 @@
+"""A script that fails while loading: Yate and the other scripts must not notice."""
+raise SystemExit(3)
