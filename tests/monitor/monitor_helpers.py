@@ -94,3 +94,67 @@ async def run_python(*args: str, env: Optional[Dict[str, str]] = None) -> Tuple[
     e = dict(os.environ)
     e.update(env or {})
     return await utils.getProcessOutputAndValue(sys.executable, args, env=e)
+
+
+def read_png(path: str) -> Tuple[int, int, List[bytes]]:
+    """(width, height, rows of RGB bytes) of an 8-bit, non-interlaced RGB or RGBA PNG (what
+    Chromium's screenshots are); enough to look for colours without an imaging library."""
+    import struct
+    import zlib
+    with open(path, "rb") as f:
+        data = f.read()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n", "not a PNG"
+    pos, idat = 8, []
+    width = height = ctype = 0
+    while pos < len(data):
+        length, kind = struct.unpack(">I4s", data[pos:pos + 8])
+        body = data[pos + 8:pos + 8 + length]
+        if kind == b"IHDR":
+            width, height, depth, ctype, _, _, interlace = struct.unpack(">IIBBBBB", body)
+            assert depth == 8 and ctype in (2, 6) and interlace == 0, (depth, ctype, interlace)
+        elif kind == b"IDAT":
+            idat.append(body)
+        pos += 12 + length
+    bpp = 3 if ctype == 2 else 4
+    raw = zlib.decompress(b"".join(idat))
+    stride = width * bpp
+    rows: List[bytes] = []
+    prev = bytearray(stride)
+    for y in range(height):
+        ftype = raw[y * (stride + 1)]
+        line = bytearray(raw[y * (stride + 1) + 1:(y + 1) * (stride + 1)])
+        if ftype == 1:
+            for i in range(bpp, stride):
+                line[i] = (line[i] + line[i - bpp]) & 0xFF
+        elif ftype == 2:
+            for i in range(stride):
+                line[i] = (line[i] + prev[i]) & 0xFF
+        elif ftype == 3:
+            for i in range(stride):
+                left = line[i - bpp] if i >= bpp else 0
+                line[i] = (line[i] + ((left + prev[i]) >> 1)) & 0xFF
+        elif ftype == 4:
+            for i in range(stride):
+                a = line[i - bpp] if i >= bpp else 0
+                b = prev[i]
+                c = prev[i - bpp] if i >= bpp else 0
+                p = a + b - c
+                pa, pb, pc = abs(p - a), abs(p - b), abs(p - c)
+                pred = a if pa <= pb and pa <= pc else (b if pb <= pc else c)
+                line[i] = (line[i] + pred) & 0xFF
+        prev = line
+        if bpp == 4:
+            line = bytearray(b for i, b in enumerate(line) if i % 4 != 3)
+        rows.append(bytes(line))
+    return width, height, rows
+
+
+def count_colour(rows: List[bytes], rgb: Tuple[int, int, int]) -> int:
+    """Pixels of exactly ``rgb``."""
+    needle = bytes(rgb)
+    n = 0
+    for row in rows:
+        for x in range(0, len(row), 3):
+            if row[x:x + 3] == needle:
+                n += 1
+    return n

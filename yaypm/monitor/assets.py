@@ -12,8 +12,9 @@ th,td{border-bottom:1px solid #dde3ea;padding:.3em .7em;text-align:left;vertical
 th{background:#eef3fb;font-weight:600} td.num{text-align:right;font-variant-numeric:tabular-nums}
 #status{font-size:.85em;color:#666} #status.down{color:#b00020;font-weight:600}
 .state{font-weight:600;color:#8a5a00} a{color:#2a5aa8}
-#graph{margin-top:1em;background:#fff;border:1px solid #dde3ea;display:inline-block;padding:.5em}
-.empty{color:#888;font-style:italic}
+#graph{margin-top:1em;background:#fff;border:1px solid #dde3ea;display:inline-block;padding:.5em;
+max-width:calc(100% - 1em);overflow:auto} #graph svg{max-width:100%;height:auto}
+.empty{color:#888;font-style:italic} td:first-child{white-space:nowrap}
 """
 
 STATUS_HTML = """<!DOCTYPE html>
