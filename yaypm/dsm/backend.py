@@ -20,7 +20,11 @@ Session methods, never from inside a backend method call):
 `session.no_audio(cleared=False)`           the playlist ran empty (not after flush_playlist)
 `session.separator(id)`                     the playlist reached an `add_separator` marker
 `session.post_event(kind, params)`          anything else (`B2B.otherReply`, `sipRequest`…)
+`session.leg_closed()`                      the leg ended through our own reply/BYE/cancel
 ========================  ====================================================================
+
+Optional: a backend method `session_ended(session)` is called once when its session has
+ended (after `release`), so an adapter can drop its per-call state.
 """
 from __future__ import annotations
 

@@ -140,6 +140,9 @@ class SystemBackend:
     def release(self) -> None:
         pass
 
+    def session_ended(self, session: Any) -> None:
+        pass
+
     def __getattr__(self, name: str) -> Any:
         from .backend import MediaError
 

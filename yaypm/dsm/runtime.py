@@ -409,6 +409,15 @@ class Session:
             params["reason"] = reason
         self.post_event("hangup", params)
 
+    def leg_closed(self) -> None:
+        """The leg ended through our own doing (a final reply, `dlg.bye`, a cancelled
+        dial-out): as in SEMS, whose session stops once its dialog is disconnected, the
+        session ends after the events already queued, without a `hangup` event."""
+        if self.ended:
+            return
+        self._leg_gone = True
+        self.post_event("__closed__", None)
+
     def no_audio(self, cleared: bool = False) -> None:
         """The playlist ran empty (`cleared`: the audio was cleared)."""
         self.post_event("noAudio", {"type": "cleared" if cleared else "noAudio"})
@@ -437,6 +446,9 @@ class Session:
                     await self._init()
                 elif kind == "__autoanswer__":
                     self._auto_answer()
+                elif kind == "__closed__":
+                    await self._finish()
+                    break
                 else:
                     if kind == "invite":
                         self.reply_sent = False
@@ -748,4 +760,7 @@ class Session:
         if not self._leg_gone and not self._stop_bye:
             # ⚑D4: stop(false) on a live leg drops our side of the call quietly
             self._call_backend(self.backend.release)
+        ended = getattr(self.backend, "session_ended", None)
+        if ended is not None:
+            self._call_backend(ended, self)
         self.log.debug("DSM session {session} ended", session=self.id)
