@@ -337,8 +337,12 @@ class OutboundLeg(SimLeg):
         self._calls: List[Any] = []
 
     def start(self, behaviour: Behaviour) -> None:
+        """Schedule the endpoint's steps; those at 0 s run as soon as the INVITE is handled."""
         for action, at in behaviour.steps:
-            self._calls.append(self.sim.engine.call_later(at, self._step, action))
+            if at <= 0:
+                self.sim.engine.run(self._step, action)
+            else:
+                self._calls.append(self.sim.engine.call_later(at, self._step, action))
 
     def _step(self, action: str) -> None:
         if self.ended:

@@ -543,6 +543,8 @@ class Driver:
             del self.channels[chan.id]
         if self.modules.all_channels.get(chan.id) is chan:
             del self.modules.all_channels[chan.id]
+        if self.modules._timer_call is not None:
+            self.modules.timer_check()
 
     def rename(self, chan: Channel, new_id: str) -> None:
         self.remove(chan)
@@ -1231,9 +1233,17 @@ class Modules:
             self._timer_call = self.engine.call_later(delay, self._tick)
 
     def subscribed(self, name: str) -> None:
-        """A connection installed or watched ``name``: engine.timer may be needed now."""
+        """A connection (un)installed or (un)watched ``name``: start or stop engine.timer."""
         if name in ("", "engine.timer"):
+            self.timer_check()
+
+    def timer_check(self) -> None:
+        """Run the one-second timer only while something needs it (no stray clock calls)."""
+        if self._timer_wanted():
             self.need_timer()
+        elif self._timer_call is not None:
+            self._timer_call.cancel()
+            self._timer_call = None
 
     def _timer_wanted(self) -> bool:
         for conn in getattr(self.engine, "ext_connections", ()):

@@ -304,6 +304,7 @@ class ExtConnection:
             if h is not None:
                 prio = h.priority
                 self.engine.uninstall(h)
+                self._subscribed(name)
             self.output(f"%%<uninstall:{prio}:{name}:{_btext(h is not None)}")
             return False
         if line.startswith("%%>watch:"):
@@ -323,6 +324,7 @@ class ExtConnection:
             ok = name in self.watched
             if ok:
                 self.watched.remove(name)
+                self._subscribed(name)
             self.output(f"%%<unwatch:{name}:{_btext(ok)}")
             return False
         if line.startswith("%%>output:"):
@@ -632,6 +634,7 @@ class ExtConnection:
         if self.chan is not None:
             chan, self.chan = self.chan, None
             self.engine.run(chan.script_gone, self.reason)
+        self._subscribed("engine.timer")
 
     # -- introspection ---------------------------------------------------------------------------
     def installed(self) -> Dict[str, int]:

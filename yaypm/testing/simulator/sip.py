@@ -472,6 +472,22 @@ def _parse_uri(uri: str) -> Tuple[str, str, int]:
 # callfork
 # ------------------------------------------------------------------------------------------------
 
+class ForkSlave(Channel):
+    """``fork/N/k``: the peer of one outgoing leg; remembers why its leg failed."""
+
+    emits_hangup = False
+
+    def __init__(self, driver: "ForkDriver", master: "ForkMaster", target: str) -> None:
+        super().__init__(driver, False, target, ident=f"{master.id}/{next(master.slave_ids)}")
+        self.master = master
+        self.billid = master.caller.billid
+
+    def disconnected(self, reason: Optional[str]) -> None:
+        if reason:
+            self.master.last_error = reason
+        super().disconnected(reason)
+
+
 class ForkMaster(Channel):
     """``fork/N``: the caller's peer while the targets ring; no chan.hangup."""
 
@@ -506,10 +522,7 @@ class ForkMaster(Channel):
         return False
 
     def call_target(self, target: str) -> Any:
-        slave = Channel(self.driver, False, target,
-                        ident=f"{self.id}/{next(self.slave_ids)}")
-        slave.emits_hangup = False
-        slave.billid = self.caller.billid
+        slave = ForkSlave(self.driver, self, target)
         slave.on_death.append(self._slave_died)
         self.slaves.append(slave)
         m = SimMessage("call.execute", self.exec_params, time=self.engine.now_sec())
