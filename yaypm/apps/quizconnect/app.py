@@ -189,7 +189,8 @@ class QuizConnect:
             self._state(rec, "CONNECTED", callee=callee.callee)
             self._emit(caller, "caller", "connected", callee=callee.callee, mode=cfg.connect)
             first, _ = await XOR(caller.ended, winner.ended)
-            self._emit(caller, "caller" if first == 0 else callee.callee, "hung-up")
+            self._emit(caller, "caller", "call-ended",
+                       by=caller.caller or "caller" if first == 0 else callee.callee)
             return "connected"
         finally:
             if winner.alive:                               # the other side goes too
