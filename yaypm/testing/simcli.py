@@ -131,13 +131,13 @@ class CommandInterpreter:
                 interval = float(rest.pop(0))
             else:
                 raise ValueError(f"unexpected {w!r}")
-        leg.send_dtmf(digits, interval=interval, method=method)
         self.out(f"{leg.id}: sending DTMF {digits}")
+        leg.send_dtmf(digits, interval=interval, method=method)
 
     def cmd_hangup(self, args: List[str]) -> None:
         leg = self._leg(args[0] if args else "last")
-        leg.hangup()
         self.out(f"{leg.id}: hanging up")
+        leg.hangup()
 
     def cmd_endpoint(self, args: List[str]) -> None:
         from yaypm.testing.simulator import answer, busy, noanswer, reject, unreachable
@@ -162,8 +162,8 @@ class CommandInterpreter:
         chan = self.sim.channels.get(args[0])
         if chan is None:
             raise ValueError(f"no channel {args[0]}")
+        self.out(f"{args[0]}: dropping")
         self.sim.engine.run(chan.msg_drop, None, args[1] if len(args) > 1 else None)
-        self.out(f"{args[0]}: dropped")
 
     def cmd_wait(self, args: List[str]) -> float:
         return float(args[0]) if args else 1.0
@@ -274,6 +274,11 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
                 self.transport.write(text.encode("utf-8", "replace") + b"\n")
 
             def stop(self) -> None:
+                # Let stdout drain first: the write side closes once its buffer is flushed.
+                self.transport.loseWriteConnection()
+                reactor.callLater(2.0, self.finish)
+
+            def finish(self) -> None:
                 if not done.called:
                     done.callback(None)
 
@@ -296,7 +301,7 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
                 pass          # stdin closed: keep serving until 'quit' or interrupted
 
             def writeConnectionLost(self) -> None:
-                pass
+                self.finish()
 
         stdio.StandardIO(Commands())
         await done
