@@ -113,8 +113,10 @@ def _active_calls(url: str) -> List[Dict[str, Any]]:
     try:
         return list(_get_json(url, "/calls.json")["active"])
     except urllib.error.HTTPError as e:
-        if e.code != 404:
+        if e.code in (401, 403):
             raise
+    except (ValueError, KeyError, TypeError):
+        pass                                  # not our JSON: an XML-RPC-only server
     s = _proxy(url)
     rows = []
     for call_id in s.listActive():

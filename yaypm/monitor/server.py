@@ -187,7 +187,8 @@ class _Realm:
 
 
 def password_checker(path: str) -> ICredentialsChecker:
-    """Users from a file of ``user:password`` lines (re-read on each login)."""
+    """Users from a file of ``user:password`` lines (re-read on each login; a password
+    cannot contain ``:``)."""
     return FilePasswordDB(path, cache=False)
 
 
