@@ -400,3 +400,28 @@ def test_d2_conference_join(wire):
     wire.feed("%%<message::false:chan.disconnected::id=sip/1:lastpeerid=conf/1:reason=hangup",
               "%%<message::false:chan.hangup::id=sip/1:status=answered")
     assert leg.end_reason == "hangup"
+
+
+def test_events_before_the_execute_answer_are_replayed(wire):
+    """An engine in the same process reports the new leg before call.execute returns."""
+    d = dial(wire.dispatcher, "sip/sip:callee@127.0.0.1:5080")
+    wire.take()
+    wire.feed("%%<message::true:call.ringing::id=sip/8:targetid=dumb/6:peerid=dumb/6",
+              "%%<message::true:call.answered::id=sip/8:targetid=dumb/6:peerid=dumb/6",
+              "%%<message::true:call.answered::id=sip/99:targetid=dumb/77")   # not ours
+    assert_no_result(d)
+    wire.feed("%%<message:yp1:true:call.execute::id=dumb/6:peerid=sip/8:targetid=sip/8")
+    assert success_result_of(d).state == "answered"
+    board = switchboard(wire.dispatcher)
+    assert board._orphans == [] and board._dialing == 0
+
+
+def test_busy_before_the_execute_answer(wire):
+    d = dial(wire.dispatcher, "sip/sip:callee@127.0.0.1:5080")
+    wire.take()
+    wire.feed("%%<message::false:chan.hangup::id=sip/9:cause_sip=486:reason=Busy Here",
+              "%%<message::false:chan.disconnected::id=dumb/7:reason=busy",
+              "%%<message::false:chan.hangup::id=dumb/7",
+              "%%<message:yp1:true:call.execute::id=dumb/7:peerid=sip/9:targetid=sip/9")
+    failure_result_of(d, BusyError)
+    assert len(switchboard(wire.dispatcher)) == 0

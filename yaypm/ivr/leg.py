@@ -863,8 +863,10 @@ def dial(dispatcher: "Dispatcher", target: str, *, caller: Optional[str] = None,
 
     def sent(processed: bool) -> None:
         if leg.state == "ended":
+            board._dial_answered(None)
             return
         if not processed:
+            board._dial_answered(None)
             # dumbchan copies error/reason only when the inner call.execute failed; with no
             # route for ``target`` there is neither (dumbchan.cpp): that is "noroute".
             default = "failure" if "direct" in attrs else "noroute"
@@ -876,6 +878,9 @@ def dial(dispatcher: "Dispatcher", target: str, *, caller: Optional[str] = None,
             board._map(leg.chan, leg)
         if leg.id:
             board._map(leg.id, leg)
+        board._dial_answered(leg)
+        if leg.state == "ended":
+            return
         if leg._dial_cancelled or not leg.chan:
             target_id = leg.chan or leg.id
             if target_id:
@@ -884,10 +889,12 @@ def dial(dispatcher: "Dispatcher", target: str, *, caller: Optional[str] = None,
                 leg._end(leg._drop_reason or "cancelled")
 
     def failed(f: Failure) -> None:
+        board._dial_answered(None)
         leg._dial_wait = None
         leg._settle_failure(result, f)
         leg._end("failure")
 
+    board._dial_started()
     try:
         m.dispatch().addCallbacks(sent, failed)
     except Exception:

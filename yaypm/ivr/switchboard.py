@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import itertools
 import os
-from typing import TYPE_CHECKING, Any, Dict, List, Optional, Set
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Set, Tuple
 
 from twisted.logger import Logger
 
@@ -60,6 +60,11 @@ class Switchboard:
         self._tags: Dict[str, "Media"] = {}        # notify tag -> prompt/recorder
         self._retired: Dict[str, "Leg"] = {}       # tags of stopped media owed a "replaced"
         self.routes: List["Route"] = []
+        # Notifications for ids nobody knows yet, kept while a dial() waits for the answer to
+        # its call.execute: an engine in the same process (or a fast one) may report the new
+        # leg ringing, answered or gone before that answer reaches us.
+        self._dialing = 0
+        self._orphans: List[Tuple[Callable[["Message"], None], "Message"]] = []
         self._route_ids = itertools.count(1)
         self._regs: List["Registration"] = []
         self.stats = {"legs": 0, "routed": 0, "unclaimed": 0, "app_errors": 0}
@@ -122,6 +127,29 @@ class Switchboard:
             self._retired.pop(tag, None)
         leg._tags = set()
 
+    def _orphan(self, handler: Callable[["Message"], None], msg: "Message") -> None:
+        if self._dialing and len(self._orphans) < 4096:
+            self._orphans.append((handler, msg))
+
+    def _dial_started(self) -> None:
+        self._dialing += 1
+
+    def _dial_answered(self, leg: Optional["Leg"]) -> None:
+        """A dial's call.execute came back: replay what arrived early for its ids."""
+        self._dialing -= 1
+        orphans = self._orphans
+        if self._dialing <= 0:
+            self._dialing = 0
+            self._orphans = []
+        if leg is None:
+            return
+        ids = {leg.id, leg.chan}
+        mine = [(h, m) for h, m in orphans if m.get("id") in ids]
+        if mine and self._orphans:
+            self._orphans = [(h, m) for h, m in self._orphans if m.get("id") not in ids]
+        for handler, msg in mine:
+            handler(msg)
+
     def pending_count(self) -> int:
         """Prompts/recorders waiting for a notify, and pending leg operations (for tests)."""
         return len(self._tags) + len(self._retired) + sum(len(leg._waits) for leg in self.live)
@@ -153,22 +181,30 @@ class Switchboard:
 
     def _on_hangup(self, msg: "Message") -> None:
         leg = self.legs.get(msg.get("id", ""))
-        if leg is not None:
+        if leg is None:
+            self._orphan(self._on_hangup, msg)
+        else:
             leg._hangup_seen(msg)
 
     def _on_disconnected(self, msg: "Message") -> None:
         leg = self.legs.get(msg.get("id", ""))
-        if leg is not None:
+        if leg is None:
+            self._orphan(self._on_disconnected, msg)
+        else:
             leg._disconnected(msg)
 
     def _on_answered(self, msg: "Message") -> None:
         cid = msg.get("id", "")
         leg = self.legs.get(cid)
-        if leg is not None and leg.id == cid:
+        if leg is None:
+            self._orphan(self._on_answered, msg)
+        elif leg.id == cid:
             leg._remote_answered(msg)
 
     def _on_progress(self, msg: "Message") -> None:
         cid = msg.get("id", "")
         leg = self.legs.get(cid)
-        if leg is not None and leg.id == cid:
+        if leg is None:
+            self._orphan(self._on_progress, msg)
+        elif leg.id == cid:
             leg._remote_progress(msg)
