@@ -119,9 +119,9 @@ class QuizConnect:
                       "nobody": 0, "caller_left": 0}
 
     def start(self, dispatcher: "Dispatcher") -> "Route":
-        """Claim the numbers matching ``config.number`` on ``dispatcher``."""
+        """Claim the numbers of ``config.number`` on ``dispatcher``."""
         self.dispatcher = dispatcher
-        return route(dispatcher, re.compile(self.config.number), self.call)
+        return route(dispatcher, self.config.handles, self.call)
 
     # -- the call flow ------------------------------------------------------------------------
     async def call(self, caller: Leg) -> None:

@@ -10,8 +10,10 @@ round.
 ========================  =========================================================  =========
 key                       meaning                                                    default
 ========================  =========================================================  =========
-``number``                called numbers handled: a regular expression matching the  ``.*``
-                          whole number (every number; no callees -> 404)
+``number``                called numbers handled, comma-separated: an exact number,  ``*``
+                          ``^regex`` (matching the whole number) or ``prefix*``;
+                          ``*`` = every number (numbers without callees get 404).
+                          The same syntax as the DSM adapter's ``number`` key.
 ``db_url``                ``sqlite:///file.db``, ``mysql://u:p@host/db``,             ``sqlite:///quizconnect.db``
                           ``postgresql://u:p@host/db``
 ``prompt_path``           folder of ``welcome_caller.au``, ``welcome_callee.au``,    shipped prompts
@@ -40,11 +42,11 @@ import dataclasses
 import os
 import re
 from dataclasses import dataclass
-from typing import Any, Dict, Mapping, Optional
+from typing import Any, Callable, Dict, List, Mapping, Optional
 
 from yaypm.prompts import PROMPTS_DIR
 
-__all__ = ["QuizConfig", "load_config", "ConfigError", "SECTION", "PROMPTS"]
+__all__ = ["QuizConfig", "load_config", "ConfigError", "SECTION", "PROMPTS", "number_matcher"]
 
 SECTION = "quizconnect"
 
@@ -67,7 +69,7 @@ class ConfigError(ValueError):
 class QuizConfig:
     """Every quizconnect setting (see the module documentation for the keys)."""
 
-    number: str = ".*"
+    number: str = "*"
     db_url: str = "sqlite:///quizconnect.db"
     prompt_path: str = PROMPTS_DIR
     outbound_domain: str = "127.0.0.1:5080"
@@ -81,10 +83,7 @@ class QuizConfig:
     connect: str = "bridge"
 
     def __post_init__(self) -> None:
-        try:
-            re.compile(self.number)
-        except re.error as e:
-            raise ConfigError("number", self.number, f"not a regular expression: {e}")
+        object.__setattr__(self, "_matcher", number_matcher(self.number))
         if self.connect not in ("bridge", "conference"):
             raise ConfigError("connect", self.connect, "use 'bridge' or 'conference'")
         if self.attempts < 1:
@@ -98,6 +97,10 @@ class QuizConfig:
             raise ConfigError("target", self.target,
                               f"unknown field {e}; use {{callee}}, {{outbound_domain}}, "
                               f"{{called}}, {{caller}}")
+
+    def handles(self, called: str) -> bool:
+        """Whether ``called`` is one of the numbers quizconnect serves (``number``)."""
+        return self._matcher(called)  # type: ignore[attr-defined]
 
     def prompt(self, name: str) -> str:
         """The path of prompt ``name`` (one of :data:`PROMPTS`)."""
@@ -121,6 +124,31 @@ class QuizConfig:
                 v = max(1, int(round(v)))
             out[f.name] = str(v)
         return out
+
+
+def number_matcher(spec: str) -> Callable[[str], bool]:
+    """A predicate for ``number``: comma-separated exact numbers, ``^regex`` (whole number),
+    ``prefix*`` (``*`` alone: every number).  ConfigError for a bad regular expression or an
+    empty list."""
+    exact = set()
+    tests: List[Callable[[str], bool]] = []
+    for item in spec.split(","):
+        p = item.strip()
+        if not p:
+            continue
+        if p.startswith("^"):
+            try:
+                rx = re.compile(p)
+            except re.error as e:
+                raise ConfigError("number", spec, f"bad regular expression {p!r}: {e}")
+            tests.append(lambda n, rx=rx: rx.fullmatch(n) is not None)
+        elif p.endswith("*"):
+            tests.append(lambda n, pre=p[:-1]: n.startswith(pre))
+        else:
+            exact.add(p)
+    if not exact and not tests:
+        raise ConfigError("number", spec, "no number (use * for every number)")
+    return lambda n: n in exact or any(t(n) for t in tests)
 
 
 _FLOATS = ("ring_timeout", "pin_timeout", "interdigit_timeout", "overall_timeout")

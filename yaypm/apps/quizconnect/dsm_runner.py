@@ -6,14 +6,15 @@ DSM :class:`~yaypm.dsm.Engine` whose ``$config.*`` are the settings of ``quizcon
 :class:`yaypm.sql.Database` with the same URL rules as the Python version (``sqlite:///rel``
 relative, ``sqlite:////abs`` absolute), always with bound parameters.
 
-Running it on Yate needs the DSM engine's Yate adapter (:mod:`yaypm.dsm.yate`); :func:`start`
-connects the two when it is there and says so clearly when it is not.
+On Yate it runs through the DSM engine's adapter (:class:`yaypm.dsm.yate.DSMRunner`):
+:func:`start` claims ``config.number`` for ``quizconnect_caller`` (the adapter's
+``route.<app>`` key) and starts one session per call; callee legs are ``dlg.dialout`` legs.
 """
 
 from __future__ import annotations
 
 import os
-from typing import Any, Callable, Dict, Optional
+from typing import TYPE_CHECKING, Any, Callable, Dict, Optional
 
 from twisted.internet.defer import Deferred
 
@@ -23,8 +24,13 @@ from yaypm.sql import Database
 
 from yaypm.apps.quizconnect.config import QuizConfig
 
+if TYPE_CHECKING:
+    from yaypm.dispatcher import Dispatcher
+    from yaypm.dsm.yate import DSMRunner
+    from yaypm.registry import CallRegistry
+
 __all__ = ["DSM_DIR", "SCRIPTS", "CALLER_APP", "CALLEE_APP", "load_scripts", "make_engine",
-           "SQLExecutor", "adapter_available", "start"]
+           "SQLExecutor", "adapter_available", "make_runner", "start"]
 
 DSM_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "dsm")
 CALLER_APP = "quizconnect_caller"
@@ -75,7 +81,9 @@ def make_engine(config: QuizConfig, *, clock: Any = None, threaded: bool = True,
                 folder: str = DSM_DIR) -> Engine:
     """A DSM engine running quizconnect's two diagrams with ``config`` as ``$config.*``."""
     connect = sql_connect or (lambda url: SQLExecutor(url, threaded=threaded))
-    return Engine.from_scripts(load_scripts(folder), config=config.dsm_config(), clock=clock,
+    settings = config.dsm_config()
+    settings["route." + CALLER_APP] = config.number      # the adapter's route key
+    return Engine.from_scripts(load_scripts(folder), config=settings, clock=clock,
                                sql_connect=connect,
                                conf={"monitoring_full_stategraph": "yes",
                                      "monitoring_full_transitions": "yes"})
@@ -88,3 +96,25 @@ def adapter_available() -> bool:
     except ImportError:
         return False
     return True
+
+
+def make_runner(config: QuizConfig, *, engine: Optional[Engine] = None,
+                registry: Optional["CallRegistry"] = None, clock: Any = None,
+                threaded: bool = True) -> "DSMRunner":
+    """The DSM adapter's runner for quizconnect: ``quizconnect_caller`` for the numbers of
+    ``config.number``; callee legs may ring a little longer than ``ring_timeout`` on Yate's
+    side (the callee script's own ring timer cancels them first)."""
+    from yaypm.dsm.yate import DSMRunner
+    if engine is None:
+        engine = make_engine(config, clock=clock, threaded=threaded)
+    return DSMRunner(engine, registry=registry, clock=clock,
+                     dialout_timeout=config.ring_timeout + 5.0)
+
+
+def start(dispatcher: "Dispatcher", config: QuizConfig, *, engine: Optional[Engine] = None,
+          registry: Optional["CallRegistry"] = None) -> "DSMRunner":
+    """Serve quizconnect's numbers with the DSM version on ``dispatcher``; returns the runner
+    (``runner.attach`` is the ``start`` to hand a reconnecting connection)."""
+    runner = make_runner(config, engine=engine, registry=registry)
+    runner.attach(dispatcher)
+    return runner
