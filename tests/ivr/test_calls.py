@@ -241,3 +241,28 @@ def test_transfer_hands_the_call_to_another_target(sim, apps):
     call.hangup()
     sim.advance(1)
     apps.clean()
+
+
+def test_legs_are_recorded_for_monitoring(sim, apps):
+    from yaypm.registry import CallRegistry
+    calls = CallRegistry(sim.clock)
+    switchboard(apps.dispatcher).calls = calls
+    bob = sim.endpoint("bob", busy())
+
+    async def menu(leg):
+        await leg.answer()
+        assert len(calls.active) == 1
+        try:
+            await leg.dial("sip/" + bob.uri)
+        except BusyError:
+            pass
+
+    apps.route("100", menu)
+    sim.place_call("100", caller="alice")
+    sim.advance(2)
+    assert calls.active == {}
+    records = [calls.get(i).as_dict() for i in calls.list_finished()]
+    assert [(r["dir"], r["from"], r["to"], r["outcome"]) for r in records] == [
+        ("out", "", "bob", "busy"), ("in", "alice", "100", "normal")]
+    assert records[1]["chan"] == "sip/1"
+    apps.clean()

@@ -110,6 +110,7 @@ class Leg:
         self.end_params: Dict[str, str] = {}
         self.app: Optional[Deferred] = None      # the flow running this leg, if any
         self.target: Optional[str] = None        # what dial() called
+        self.record_id: Optional[str] = None     # its id in the switchboard's CallRegistry
         self.keypad = Keypad(self)
         self._waits: Dict[Deferred, Optional[Callable[[], None]]] = {}
         self._ended_waiters: List[Deferred] = []
@@ -850,7 +851,7 @@ def dial(dispatcher: "Dispatcher", target: str, *, caller: Optional[str] = None,
     attrs.update({k: str(v) for k, v in params.items()})
     leg.params = {"caller": caller or "", "called": attrs["target"],
                   "callername": callername or ""}
-    board._adopt(leg)
+    board._adopt(leg, "dial")
 
     def cancelled() -> None:
         leg._dial_wait = None

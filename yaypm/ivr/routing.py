@@ -112,7 +112,7 @@ def _on_route(board: Switchboard, msg: "Message") -> Optional[bool]:
         return False
     board.stats["routed"] += 1
     leg = Leg(board, msg.get("id"), direction="incoming", params=msg.attrs, state="routing")
-    board._adopt(leg)
+    board._adopt(leg, getattr(r.app, "__name__", type(r.app).__name__))
     leg._route_msg = msg
     try:
         run_app(leg, r.app)               # runs until its first wait, inside call.route

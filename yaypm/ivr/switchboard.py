@@ -44,7 +44,9 @@ class Switchboard:
 
     ``len(board)`` is the number of live legs.  ``media_root``: a folder prepended to relative
     prompt and recording names (None: names go to Yate as given, relative to its working
-    directory).
+    directory).  ``calls``: a :class:`~yaypm.registry.CallRegistry` that monitoring reads;
+    when set, every leg is recorded there (``from``, ``to``, ``dir``, ``chan``, ``app``) and
+    ended with its end reason as the outcome.
     """
 
     log = Logger()
@@ -55,6 +57,7 @@ class Switchboard:
         self.priority = priority
         self.media_root = media_root
         self.closed = False
+        self.calls: Any = None                    # an optional yaypm.registry.CallRegistry
         self.legs: Dict[str, "Leg"] = {}           # party and dumb channel ids -> leg
         self.live: Set["Leg"] = set()              # every live leg (dialling ones have no id)
         self._tags: Dict[str, "Media"] = {}        # notify tag -> prompt/recorder
@@ -104,9 +107,13 @@ class Switchboard:
             delattr(self.dispatcher, _ATTR)
 
     # -- bookkeeping used by legs ---------------------------------------------------------------
-    def _adopt(self, leg: "Leg") -> None:
+    def _adopt(self, leg: "Leg", app: str = "") -> None:
         self.live.add(leg)
         self.stats["legs"] += 1
+        if self.calls is not None:
+            leg.record_id = self.calls.start(
+                None, app=app, dir="in" if leg.direction == "incoming" else "out",
+                chan=leg.id or "", **{"from": leg.caller, "to": leg.called or leg.target or ""})
         for cid in (leg.id, leg.chan):
             if cid:
                 self.legs[cid] = leg
@@ -119,6 +126,9 @@ class Switchboard:
 
     def _forget(self, leg: "Leg") -> None:
         self.live.discard(leg)
+        if self.calls is not None and leg.record_id is not None:
+            self.calls.set(leg.record_id, chan=leg.id or "")
+            self.calls.end(leg.record_id, leg.end_reason or "ended")
         for cid in (leg.id, leg.chan):
             if cid and self.legs.get(cid) is leg:
                 del self.legs[cid]
