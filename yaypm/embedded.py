@@ -245,7 +245,8 @@ class EmbeddedMessage(Message):
         Raises :class:`MessageReleasedError` if it was already answered or Yate released it
         (timeout, shutdown): the answer could not be delivered.
         """
-        self._dispatcher._answer(self, bool(handled), retvalue=retValue)
+        disp: EmbeddedDispatcher = self._dispatcher     # type: ignore[assignment]
+        disp._answer(self, bool(handled), retvalue=retValue)
 
     def dispatch(self) -> Deferred[bool]:
         return defer.fail(TypeError("a received message is answered with ret()"))
@@ -357,7 +358,8 @@ class EmbeddedDispatcher(Dispatcher):
         self._unanswered[m._id] = m
         if self.observer is not None:
             self.observer.message_received(m)
-        self._held = held = []
+        held: List[Tuple[EmbeddedMessage, bool]] = []
+        self._held = held
         try:
             self._route(m)
         finally:
@@ -497,7 +499,9 @@ class EmbeddedDispatcher(Dispatcher):
         ident = self._next_id()
         m._id = ident
         params = [(k, v) for k, v in m._params if v is not None]
-        d: Deferred[bool] = Deferred(lambda _: self._outstanding.pop(ident, None))
+        def forget(_: Deferred) -> None:
+            self._outstanding.pop(ident, None)
+        d: Deferred[bool] = Deferred(forget)
         self._outstanding[ident] = (m, d)
 
         def done(result: Tuple[bool, str, str, List[Tuple[str, str]]]) -> None:
@@ -849,7 +853,7 @@ class _Host:
         self.scripts[name] = script
         mod = types.ModuleType(EMBEDDED_MODULE_NAME)
         mod.__file__ = path
-        mod.__builtins__ = builtins
+        mod.__builtins__ = builtins                     # type: ignore[attr-defined]
         script.module = mod
         folder = os.path.dirname(path)
         if folder and folder not in sys.path:
@@ -979,7 +983,7 @@ def _host_main(settings: Dict[str, Any]) -> _Host:
 
     def run(*args: Any, **kwargs: Any) -> None:
         """Scripts end with reactor.run(); inside Yate the host already runs the reactor."""
-    reactor.run = run                  # type: ignore[method-assign]
+    reactor.run = run                  # type: ignore[method-assign,misc]
     host.load(list(settings.get("scripts") or ()))
     host.start_reactor()
     return host
