@@ -267,7 +267,6 @@ def test_go_exception_fails_the_flow():
 
 
 def test_go_unread_failure_is_thrown_at_the_next_yield():
-    clock = Clock()
     steps = []
 
     def careless():

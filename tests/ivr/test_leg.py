@@ -6,12 +6,11 @@ from __future__ import annotations
 import re
 
 import pytest
-from twisted.internet import defer
 
 from yaypm.flow import XOR, getResult
 from yaypm.ivr import CallEnded, DigitTimeoutError, MediaError, switchboard
 from yaypm.prompts import prompt
-from yaypm.testing import assert_no_result, failure_result_of, success_result_of
+from yaypm.testing import failure_result_of, success_result_of
 
 MENU = prompt("menu")          # 5.3 s
 BEEP = prompt("beep")          # 0.3 s

@@ -6,7 +6,6 @@ from __future__ import annotations
 import random
 import time
 
-from twisted.internet import defer
 
 from yaypm.flow import XOR
 from yaypm.ivr import (BridgeError, CallEnded, DialError, DigitTimeoutError, route,

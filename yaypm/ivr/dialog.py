@@ -231,7 +231,7 @@ class Dialog:
                                       else self._failed(f))
                 if self._items and self._player is None:
                     self._start_player()
-            reason = await flow.XOR(self.leg.ended, self._done)
+            await flow.XOR(self.leg.ended, self._done)
             if self.leg.alive:                   # a handler failed: end the call
                 await self.leg.hangup("failure")
             elif not self._bye_sent:

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import itertools
 from collections import deque
-from typing import (TYPE_CHECKING, Any, Callable, Deque, Dict, Iterable, List, NamedTuple,
+from typing import (TYPE_CHECKING, Any, Callable, Deque, Dict, List, NamedTuple,
                     Optional, Sequence, Union)
 
 from twisted.internet import defer
@@ -97,7 +97,7 @@ class Leg:
                  params: Optional[Dict[str, str]] = None, state: str = "routing") -> None:
         self.board = board
         self.dispatcher: "Dispatcher" = board.dispatcher
-        self.clock = board.dispatcher.clock
+        self.clock: Any = board.dispatcher.clock
         self.id = leg_id
         self.chan = chan
         self.direction = direction
@@ -165,7 +165,7 @@ class Leg:
         stops this one observer.
         """
         if self.state == "ended":
-            return defer.succeed(self.end_reason)
+            return defer.succeed(self.end_reason or "ended")
         d: Deferred[str] = Deferred(lambda d: self._ended_waiters.remove(d))
         self._ended_waiters.append(d)
         return d
@@ -442,7 +442,7 @@ class Leg:
         (in the app's first synchronous steps) this rejects the call in ``call.route`` instead.
         """
         if self.state == "ended":
-            return defer.succeed(self.end_reason)
+            return defer.succeed(self.end_reason or "ended")
         d = self.ended
         if self._route_msg is not None:
             if self._route_reject is None and self._drop_after_route is None:
