@@ -266,3 +266,22 @@ def test_legs_are_recorded_for_monitoring(sim, apps):
         ("out", "", "bob", "busy"), ("in", "alice", "100", "normal")]
     assert records[1]["chan"] == "sip/1"
     apps.clean()
+
+
+def test_calls_placed_by_an_app_end_with_it(sim, apps):
+    bob = sim.endpoint("bob", answer())
+    carol = sim.endpoint("carol", noanswer())
+
+    async def app(leg):
+        await leg.answer()
+        callee = await leg.dial("sip/" + bob.uri)
+        leg.dial("sip/" + carol.uri)              # still ringing when the app fails
+        await callee.play(REMINDER)
+        raise ValueError("bug after dialling")
+
+    apps.route("100", app)
+    call = sim.place_call("100")
+    sim.advance(5)
+    assert call.ended and bob.last.ended and carol.last.cancelled
+    sim.advance(1)
+    apps.clean()

@@ -111,6 +111,8 @@ class Leg:
         self.app: Optional[Deferred] = None      # the flow running this leg, if any
         self.target: Optional[str] = None        # what dial() called
         self.record_id: Optional[str] = None     # its id in the switchboard's CallRegistry
+        self._children: List[Deferred] = []      # dials placed by leg.dial(), not answered
+        self._child_legs: List["Leg"] = []       # ... and answered
         self.keypad = Keypad(self)
         self._waits: Dict[Deferred, Optional[Callable[[], None]]] = {}
         self._ended_waiters: List[Deferred] = []
@@ -796,8 +798,35 @@ class Leg:
         self._end("transferred")
 
     def dial(self, target: str, **kwargs: Any) -> Deferred["Leg"]:
-        """:func:`dial` on this leg's dispatcher."""
-        return dial(self.dispatcher, target, **kwargs)
+        """:func:`dial` on this leg's dispatcher, the new leg owned by this one: when this
+        leg's app ends, a call it placed that is still ringing is cancelled and one still on
+        the IVR is hung up (a bridged one ends with its peer anyway)."""
+        def make() -> Deferred["Leg"]:
+            d = dial(self.dispatcher, target, **kwargs)
+            self._children.append(d)
+
+            def answered(child: "Leg") -> "Leg":
+                self._child_legs.append(child)
+                return child
+
+            def gone(result: Any) -> Any:
+                if d in self._children:
+                    self._children.remove(d)
+                return result
+            return d.addCallback(answered).addBoth(gone)
+        return self._guard(make)
+
+    def _release_children(self) -> None:
+        """The app owning this leg ended: stop the calls it placed."""
+        pending, self._children = self._children, []
+        for d in pending:
+            if not d.called:
+                d.addErrback(lambda f: None)
+                d.cancel()
+        legs, self._child_legs = self._child_legs, []
+        for child in legs:
+            if child.alive and child.state != "bridged":
+                child.hangup("normal")
 
     # -- private helpers for signals ----------------------------------------------------------------
     async def _signal(self, message: str, state: str) -> None:

@@ -124,6 +124,8 @@ def _on_route(board: Switchboard, msg: "Message") -> Optional[bool]:
 def run_app(leg: Leg, app: Callable[[Leg], Any]) -> defer.Deferred:
     """Run ``app(leg)`` as the leg's flow; hang up when it ends; log its exceptions.
 
+    Calls the app placed with ``leg.dial()`` and did not bridge are hung up with it.
+
     ``app`` may also be a :class:`~yaypm.ivr.dialog.Dialog` subclass (its ``serve``).
     """
     if isinstance(app, type) and hasattr(app, "serve"):
@@ -132,10 +134,12 @@ def run_app(leg: Leg, app: Callable[[Leg], Any]) -> defer.Deferred:
     leg.app = d
 
     def done(_: Any) -> None:
+        leg._release_children()
         if leg.alive:
             leg.hangup("normal")
 
     def failed(f: Failure) -> None:
+        leg._release_children()
         if f.check(CallEnded, defer.CancelledError):
             log.debug("App on {chan} ended: {error}", chan=leg.id, error=f.value)
             if leg.alive:
