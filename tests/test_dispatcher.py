@@ -739,3 +739,15 @@ def test_answer_deadline_follows_yate_timeout():
     conn.dispatcher.setlocal("timeout", 0)
     conn.feed("%%<setlocal:timeout:0:true")
     assert conn.dispatcher.answer_deadline == 9.0
+
+
+def test_wire_lines_are_logged_unless_turned_off():
+    conn = MemoryConnection()
+    with capturedLogs() as logs:
+        conn.feed(ROUTE)
+    assert [e["line"] for e in logs if e.get("log_namespace") == "yaypm.wire"] == [
+        ROUTE, "%%<message:0x7f.1:false:"]
+    conn.dispatcher.log_wire = False
+    with capturedLogs() as logs:
+        conn.feed(ROUTE)
+    assert not [e for e in logs if e.get("log_namespace") == "yaypm.wire"]

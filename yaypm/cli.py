@@ -101,6 +101,8 @@ def load_start(spec: str) -> Callable[..., Any]:
 def _cmd_run(args: argparse.Namespace) -> int:
     start = load_start(args.module)
     _start_logging(args.verbose)
+    from yaypm.dispatcher import Dispatcher
+    Dispatcher.log_wire = bool(args.verbose)      # debug lines are dropped anyway without -v
     from twisted.internet import defer, task
     from twisted.logger import Logger
     log = Logger(namespace="yaypm.cli")

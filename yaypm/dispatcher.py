@@ -352,6 +352,10 @@ class Dispatcher:
 
     log = Logger()
     observer: Any = None   # monitoring hook: .message_received(m) / .message_answered(m)
+    #: Emit every protocol line to the ``yaypm.wire`` logger at debug level.  An emitted event
+    #: costs about as much as parsing the line, even when no observer keeps debug events, so a
+    #: busy production dispatcher may turn it off (``yaypm run`` does unless ``-v``).
+    log_wire = True
 
     def __init__(self, clock: Optional[IReactorTime] = None, *, role: Optional[str] = None,
                  default_priority: int = 100, answer_deadline: Optional[float] = 9.0,
@@ -431,7 +435,8 @@ class Dispatcher:
     # -- lines in ----------------------------------------------------------------------------
     def line_received(self, line: str) -> None:
         """Parse one line from Yate and act on it; a malformed line is logged and skipped."""
-        wire_log.debug("<- {line}", line=line)
+        if self.log_wire:
+            wire_log.debug("<- {line}", line=line)
         if not line or line == "\r":
             return                       # Yate ignores empty lines; so do we (extmodule §2)
         try:
@@ -776,7 +781,8 @@ class Dispatcher:
                 f"line of {len(line.encode('utf-8', 'surrogateescape'))} bytes exceeds Yate's "
                 f"bufsize {self.bufsize} - 2 (raise it with setlocal('bufsize', ...)): "
                 f"{line[:60]}...")
-        wire_log.debug("-> {line}", line=line)
+        if self.log_wire:
+            wire_log.debug("-> {line}", line=line)
         self._write(line)
 
     def _send_control(self, record: Any, kind: type, name: str,
