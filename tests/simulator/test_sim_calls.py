@@ -578,3 +578,21 @@ def test_many_calls_leave_nothing_behind(sim: Simulator) -> None:
     assert all(c.ended for c in calls)
     assert len(ivr.notifies) == 200
     no_leaks(sim, d)
+
+
+@pytest.mark.parametrize("reason,code,hangup_reason", [("cancelled", 487, "Request Terminated"),
+                                                       ("busy", 486, "Busy Here"),
+                                                       ("", 487, "Request Terminated")])
+def test_dropping_an_unanswered_caller(sim: Simulator, reason: str, code: int,
+                                       hangup_reason: str) -> None:
+    """ysipchan starts with reason "Request Terminated"/487; msgDrop overrides only mapped
+    reasons (dict_errors), so an unknown one ends the INVITE with 487."""
+    d = sim.connect()
+    ivr = Ivr(d, answer_call=False)
+    hangups: List[Message] = []
+    d.watcher("chan.hangup", hangups.append)
+    call = sim.place_call("100")
+    success_result_of(ivr.drop(call.id, reason))
+    assert call.sip_status == code
+    assert [m.get("reason") for m in hangups if m["id"] == call.id] == [hangup_reason]
+    no_leaks(sim, d)

@@ -69,8 +69,10 @@ class SipChannel(Channel):
         self.rfc2833 = rfc2833
         self.formats = formats
         self.contact = contact
-        self.reason = ""
-        self.reason_code = 0
+        # ysipchan's constructor: setReason() = "Request Terminated", 487, cleared on answer;
+        # so an unanswered leg dropped for a reason it cannot map ends with 487.
+        self.reason = "Request Terminated"
+        self.reason_code = 487
         self.hungup = False
         self.answered_at: Optional[float] = None
         self.sdp_seen = False
@@ -118,6 +120,7 @@ class SipChannel(Channel):
             if not self.local_tag:
                 self.local_tag = str(self.driver.next_tag())
             self.answered_at = self.engine.clock.seconds()
+            self.set_reason("", 0)
             self.remote.sip_answered()
         return True
 
@@ -212,6 +215,7 @@ class SipChannel(Channel):
             return
         self._remote_tag()
         self.maxcall = 0.0
+        self.set_reason("", 0)
         self.set_status("answered")
         self.answered_at = self.engine.clock.seconds()
         m = self.message("call.answered")
