@@ -9,11 +9,14 @@ from yaypm.connectors import (DispatcherService, TCPDispatcher, TCPDispatcherFac
 from yaypm.dispatcher import (AbandonedException, DisconnectedException, Dispatcher,
                               InstallError, LineTooLongError, Message, YateError)
 from yaypm.protocol import ProtocolError
+from yaypm.embedded import (EmbeddedDispatcher, MessageReleasedError, embededStart,
+                            embeddedStart)
 
 __all__ = [
     "AbandonedException", "DisconnectedException", "Dispatcher", "DispatcherService",
     "InstallError", "LineTooLongError", "Message", "ProtocolError", "TCPDispatcher",
-    "TCPDispatcherFactory", "YateError", "connect_service",
+    "TCPDispatcherFactory", "YateError", "connect_service", "EmbeddedDispatcher",
+    "MessageReleasedError", "embededStart", "embeddedStart",
 ]
 
 __version__ = "0.1.0"

@@ -30,6 +30,7 @@ SUBCOMMAND_MODULES: List[str] = [
     "yaypm.testing.simcli",
     "yaypm.apps.quizconnect.cli",
     "yaypm.monitor.cli",
+    "yaypm.embedded_cli",
 ]
 
 
