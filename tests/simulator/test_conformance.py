@@ -19,7 +19,7 @@ import os
 import re
 import struct
 from pathlib import Path
-from typing import Callable, Dict, List, Optional
+from typing import Callable, Dict, Optional
 
 import pytest
 from twisted.internet.task import Clock

@@ -19,7 +19,7 @@ from __future__ import annotations
 import itertools
 import re
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, Iterable, List, Optional, Pattern, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, List, Optional, Pattern, Sequence, Tuple, Union
 
 from twisted.internet import defer
 from twisted.internet.defer import Deferred
@@ -27,10 +27,11 @@ from twisted.internet.task import Clock
 from twisted.logger import Logger
 
 from yaypm.dispatcher import DisconnectedException, Dispatcher
-from yaypm.testing.simulator.channels import Channel, Modules
+from yaypm.testing.simulator.channels import Channel
 from yaypm.testing.simulator.engine import Engine, SimMessage
 from yaypm.testing.simulator.extmodule import ExtConnection
 from yaypm.testing.simulator.media import MediaFiles
+from yaypm.testing.simulator.modules import Modules
 from yaypm.testing.simulator.sip import RemoteParty, SipChannel, _parse_uri
 
 __all__ = ["Simulator", "SimCall", "SimLeg", "OutboundLeg", "SimEndpoint", "Behaviour",

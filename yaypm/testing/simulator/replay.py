@@ -25,7 +25,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
-from yaypm.testing.traces import Trace, TraceEntry
+from yaypm.testing.traces import Trace
 
 __all__ = ["LineMatcher", "Scenario", "Event", "Target", "SimTarget", "replay",
            "scenario_from_trace", "ReplayError"]
