@@ -25,6 +25,7 @@ sent to a caller) are printed as they happen.  Time is real time here; tests use
 from __future__ import annotations
 
 import argparse
+import collections
 import shlex
 import sys
 from typing import Any, Callable, List, Optional
@@ -253,6 +254,7 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
         sim = Simulator(reactor, media_dir=args.media_dir, durations=durations,
                         timeout=args.timeout)
         sim.log_wire = bool(args.verbose)
+        sim.wire = collections.deque(maxlen=10000)    # type: ignore[assignment]  # bounded
         role = None if args.role == "none" else "global"
         port = await sim.listen(_endpoint_string(args.listen), role, reactor)
         addr = port.getHost()

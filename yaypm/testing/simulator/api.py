@@ -239,16 +239,16 @@ class SimLeg(RemoteParty):
         if self.ended:
             raise RuntimeError(f"{self.id} has ended")
         d: Deferred = Deferred()
-        digits = list(digits)
+        queue = list(digits)
 
         def one() -> None:
             self._dtmf_call = None
-            if not digits or self.ended:
+            if not queue or self.ended:
                 d.callback(None)
                 return
-            digit = digits.pop(0)
+            digit = queue.pop(0)
             self.sim.engine.run(self.chan.remote_dtmf, digit, method)
-            if digits:
+            if queue:
                 self._dtmf_call = self.sim.engine.call_later(interval, one)
             else:
                 d.callback(None)

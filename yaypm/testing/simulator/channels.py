@@ -600,8 +600,8 @@ class Driver:
         dest = msg.get("id") or ""
         if dest == self.name or not dest or dest == self.type:
             reason = msg.get("reason")
-            for chan in list(self.channels.values()):
-                chan.msg_drop(msg, reason)
+            for each in list(self.channels.values()):
+                each.msg_drop(msg, reason)
             return dest == self.name
         chan = self.find(dest)
         if chan is None:

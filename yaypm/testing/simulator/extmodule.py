@@ -20,6 +20,7 @@ texts are Yate's, byte for byte (traces A0–A5):
 
 from __future__ import annotations
 
+import functools
 import re
 from typing import Any, Callable, Dict, List, Optional
 
@@ -475,12 +476,10 @@ class ExtConnection:
         except _DecodeError:
             return False
         t = rest[sep + 1:sep2]
-        if t == "":
-            tm = 0
-        else:
-            tm = P._strtoul(t)
-            if tm is None:
-                return False
+        parsed = P._strtoul(t) if t else 0
+        if parsed is None:
+            return False
+        tm: int = parsed
         msg = SimMessage("")
         if not _common_decode(msg, rest[sep2 + 1:]):
             return False
@@ -505,11 +504,11 @@ class ExtConnection:
                 # Id reuse inherits the pending message's user data (extmodule.md §5.3).
                 msg.userdata = holder.msg.userdata
         if ident:
-            msg.when_released(lambda m, handled, ident=ident: self._return(m, handled, ident))
+            msg.when_released(functools.partial(self._answer_back, ident))
         self.engine.enqueue(msg)
         return True
 
-    def _return(self, msg: SimMessage, handled: bool, ident: str) -> None:
+    def _answer_back(self, ident: str, msg: SimMessage, handled: bool) -> None:
         if not self.dead:
             self.output(encode_answer(msg, handled, ident))
 

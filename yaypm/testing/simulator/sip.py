@@ -55,6 +55,7 @@ class SipChannel(Channel):
     """One SIP dialog, incoming (a call placed into the engine) or outgoing."""
 
     media_capable = True
+    driver: "SipDriver"
 
     def __init__(self, driver: "SipDriver", outgoing: bool, address: str,
                  remote: RemoteParty, *, call_id: str, local_tag: str = "",
@@ -479,6 +480,8 @@ def _parse_uri(uri: str) -> Tuple[str, str, int]:
 class ForkSlave(Channel):
     """``fork/N/k``: the peer of one outgoing leg; remembers why its leg failed."""
 
+    driver: "ForkDriver"
+
     emits_hangup = False
 
     def __init__(self, driver: "ForkDriver", master: "ForkMaster", target: str) -> None:
@@ -494,6 +497,8 @@ class ForkSlave(Channel):
 
 class ForkMaster(Channel):
     """``fork/N``: the caller's peer while the targets ring; no chan.hangup."""
+
+    driver: "ForkDriver"
 
     emits_hangup = False
 
