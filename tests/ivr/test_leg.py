@@ -105,11 +105,7 @@ def test_plain_function_app_rejects_or_returns(sim, apps):
     apps.clean()
 
 
-SIM_487 = pytest.mark.xfail(reason="simulator answers 500 where Yate sends 487 "
-                                   "(.notes/simulator-requests.md #1)", strict=False)
-
-
-@pytest.mark.parametrize("code", [404, 486, 480, pytest.param(487, marks=SIM_487), 500, 403,
+@pytest.mark.parametrize("code", [404, 486, 480, 487, 500, 403,
                                   503])
 def test_reject_codes_in_routing(sim, apps, code):
     apps.route("100", lambda leg: leg.reject(code))
@@ -120,7 +116,7 @@ def test_reject_codes_in_routing(sim, apps, code):
     apps.clean()
 
 
-@pytest.mark.parametrize("code", [404, 486, 480, pytest.param(487, marks=SIM_487), 500])
+@pytest.mark.parametrize("code", [404, 486, 480, 487, 500])
 def test_reject_codes_after_ringing(sim, apps, code):
     async def app(leg):
         await leg.sleep(1)

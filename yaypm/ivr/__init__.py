@@ -20,11 +20,12 @@ from yaypm.ivr.errors import (BridgeError, BusyError, CallEnded, DialError, Digi
                               IVRError, MediaError, NoAnswerError, RejectedError)
 from yaypm.ivr.leg import Call, Joined, Leg, dial
 from yaypm.ivr.media import RecordResult
+from yaypm.ivr.playlist import Playlist
 from yaypm.ivr.routing import Route, route, run_app
 from yaypm.ivr.switchboard import Switchboard, switchboard
 
 __all__ = [
-    "Leg", "Call", "Joined", "dial", "route", "Route", "run_app", "Switchboard", "switchboard",
+    "Leg", "Call", "Joined", "dial", "Playlist", "route", "Route", "run_app", "Switchboard", "switchboard",
     "RecordResult", "IVRError", "CallEnded", "MediaError", "DialError", "BusyError",
     "NoAnswerError", "RejectedError", "BridgeError", "DigitTimeoutError", "Dialog",
     "IvrDialogBase",

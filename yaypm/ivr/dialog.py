@@ -28,8 +28,7 @@ up and brings the caller back to the IVR; ``onOtherReply(code, reason)`` / ``onO
 
 from __future__ import annotations
 
-from collections import deque
-from typing import Any, Deque, Optional, Tuple
+from typing import Any, Optional
 
 from twisted.internet import defer
 from twisted.internet.defer import Deferred
@@ -39,6 +38,7 @@ from twisted.python.failure import Failure
 from yaypm import flow
 from yaypm.ivr.errors import CallEnded, DialError
 from yaypm.ivr.leg import Leg, dial
+from yaypm.ivr.playlist import Playlist
 
 __all__ = ["Dialog", "IvrDialogBase"]
 
@@ -69,8 +69,8 @@ class Dialog:
         self.leg = leg
         self.dialog = leg
         self.callee: Optional[Leg] = None
-        self._items: Deque[Tuple[Optional[str], Optional[str]]] = deque()
-        self._player: Optional[Deferred] = None
+        self.playlist = Playlist(leg, on_empty=lambda: self._call(self.onEmptyQueue),
+                                 on_error=self._failed, active=False)
         self._keys: Optional[Deferred] = None
         self._bye_sent = False
         self._done: Optional[Deferred] = None
@@ -112,46 +112,11 @@ class Dialog:
     def enqueue(self, audio_play: Any, audio_rec: Any) -> None:
         """Add an item to the playlist: play ``audio_play`` (a file), record into ``audio_rec``
         while it plays (with no play part, the recording lasts until ``flush()``)."""
-        self._items.append((_path(audio_play), _path(audio_rec)))
-        if self._player is None and self.leg.answered and self.leg.alive:
-            self._start_player()
+        self.playlist.enqueue(_path(audio_play), _path(audio_rec))
 
     def flush(self) -> None:
         """Empty the playlist and stop what plays or records now (no ``onEmptyQueue``)."""
-        self._items.clear()
-        player, self._player = self._player, None
-        if player is not None:
-            player.cancel()
-
-    def _start_player(self) -> None:
-        d = Deferred.fromCoroutine(self._play_items())
-        self._player = d
-
-        def done(result: Any) -> Any:
-            if self._player is d:
-                self._player = None
-            if isinstance(result, Failure):
-                if not result.check(defer.CancelledError, CallEnded):
-                    self._failed(result)
-                return None
-            if self.leg.alive:
-                self._call(self.onEmptyQueue)
-            return None
-        d.addBoth(done)
-
-    async def _play_items(self) -> None:
-        while self._items:
-            play, rec = self._items.popleft()
-            recording = self.leg.record(rec, terminators=None) if rec else None
-            try:
-                if play:
-                    await self.leg.play(play)
-                elif recording is not None:
-                    await recording
-            finally:
-                if recording is not None and not recording.called:
-                    recording.cancel()
-                    recording.addErrback(lambda f: None)
+        self.playlist.flush()
 
     # -- B2B ---------------------------------------------------------------------------------------------
     def connectCallee(self, remote_party: Optional[str], remote_uri: Optional[str],
@@ -229,8 +194,7 @@ class Dialog:
                 self._keys = Deferred.fromCoroutine(self._read_keys())
                 self._keys.addErrback(lambda f: None if f.check(CallEnded, defer.CancelledError)
                                       else self._failed(f))
-                if self._items and self._player is None:
-                    self._start_player()
+                self.playlist.start()
             await flow.XOR(self.leg.ended, self._done)
             if self.leg.alive:                   # a handler failed: end the call
                 await self.leg.hangup("failure")
