@@ -727,6 +727,7 @@ class Leg:
         callto=conf/<room>``, trace D2); room parameters (``lonely``, ``maxusers``, ``notify``)
         apply when the join creates the room.  The dumb channel hangs up; ``leave()`` brings the
         party back to the IVR.  By default a room left with one user drops it (``lonely``).
+        Answer first: a masqueraded ``call.execute`` does not answer the party.
         """
         return self._guard(lambda: self._join(room, params))
 
