@@ -661,3 +661,71 @@ def test_200_concurrent_calls_leave_nothing_behind(sim):
     assert sum(c.heard()[-1] == wave("one.au") for c in calls) == 100
     assert len(h.registry.finished) == 200
     h.clean()
+
+
+# -- route table ---------------------------------------------------------------------------------------
+
+def test_route_table_exact_patterns_order_and_errors():
+    from yaypm.dsm.config import Bundle, DSMApplicationSet
+    from yaypm.dsm.yate import RouteTable
+
+    main = Bundle("", {"route.menu": "100,101", "route.any": "^9[0-9]{2}$,8*",
+                       "route.ghost": "1"}, apps=["menu", "any"])
+    quiz = Bundle("quiz", {"number": "35,9*", "route.menu": "101"}, apps=["quiz_caller"])
+    empty = Bundle("zzz", {"number": "5"})
+    apps = {"menu": object(), "any": object(), "quiz_caller": object()}
+    table = RouteTable.from_app_set(DSMApplicationSet(
+        {"": main, "quiz": quiz, "zzz": empty}, apps))  # type: ignore[arg-type]
+    assert table.app_for("100") == "menu" and table.app_for("101") == "menu"
+    assert table.app_for("35") == "quiz_caller"
+    assert table.app_for("950") == "any"          # dsm.conf patterns before the bundle's
+    assert table.app_for("9") == "quiz_caller" and table.app_for("8123") == "any"
+    assert table.app_for("2") is None
+    assert len(table) == 6
+    assert any("unknown application 'ghost'" in e for e in table.errors)
+    assert any("zzz" in e and "register_apps" in e for e in table.errors)
+    assert table.describe()[0] == "100 -> menu"
+
+
+def test_route_table_bad_regex_is_an_error():
+    from yaypm.dsm.config import Bundle, DSMApplicationSet
+    from yaypm.dsm.yate import RouteTable
+
+    b = Bundle("", {"route.a": "^(1"}, apps=["a"])
+    table = RouteTable.from_app_set(DSMApplicationSet({"": b}, {"a": object()}))  # type: ignore
+    assert len(table) == 0 and "bad regular expression" in table.errors[0]
+
+
+def test_generic_dsm_app_runs_inbound_start_diag(sim):
+    h = Harness(sim, {"hello": "initial state S;\ntransition up S - sessionStart / stop(true) -> S;"},
+                routes={"dsm": "42"})
+    h.engine.conf["inbound_start_diag"] = "hello"
+    h.runner._table = None
+    call = sim.place_call("42")
+    sim.advance(0.5)
+    assert call.sip_status == 200 and call.ended and h.record()["app"] == "hello"
+    h.clean()
+
+
+def test_reply_reason_table():
+    from yaypm.dsm.yate import reply_reason
+    assert [reply_reason(c) for c in (404, 486, 480, 403, 503, 487, 500, 599, 302)] == \
+        ["noroute", "busy", "noanswer", "forbidden", "noconn", "cancelled", "failure",
+         "failure", "failure"]
+
+
+def test_dialout_without_a_connection_sets_errno(sim):
+    script = """import(mod_dlg);
+    initial state S;
+    transition inv S - invite / {
+      set($b_caller=a); set($b_callee=b); set($b_domain=x); set($b_app=s);
+      dlg.dialout(b); set($e=$errno); set($lt=$b_ltag); stop(true) } -> S;"""
+    h = Harness(sim, {"s": script}, routes={"s": "1"})
+    h.runner.dispatcher = None            # as if Yate were not connected
+    call = sim.place_call("1")
+    sim.advance(0.5)
+    s = h.ended_sessions[0]
+    assert s.var["e"] == "general" and s.var["lt"] == ""
+    h.runner.dispatcher = h.dispatcher
+    h.clean()
+    assert call.ended
