@@ -254,16 +254,9 @@ state WAIT;
 transition t WAIT - timer / { dlg.reply($config.code, Later) } -> WAIT;
 transition gone WAIT - hangup / set($hup=1) -> WAIT;"""
 
-# The simulator answers 500 where Yate answers 487 to a drop with a reason ysipchan does not
-# know (.notes/simulator-requests.md #1, as tests/ivr/test_leg.py): the drop line is checked
-# always, the SIP code strictly only where the simulator is right.
-SIM_487 = pytest.mark.xfail(reason="simulator: unknown drop reason -> 500, Yate: 487",
-                            strict=False)
-
-
 @pytest.mark.parametrize("code,sip,reason", [
     ("486", 486, "busy"), ("404", 404, "noroute"),
-    pytest.param("487", 487, "cancelled", marks=SIM_487)])
+    ("487", 487, "cancelled")])
 def test_late_reject_drops_with_the_reason(sim, code, sip, reason):
     h = Harness(sim, {"late": LATE}, routes={"late": "700"}, config={"code": code})
     call = sim.place_call("700")
@@ -278,7 +271,6 @@ def test_late_reject_drops_with_the_reason(sim, code, sip, reason):
     assert call.sip_status == sip
 
 
-@SIM_487
 def test_stop_true_on_an_unanswered_call_sends_487(sim):
     script = """initial state S;
     transition inv S - invite / { set($connect_session=0); stop(true) } -> S;"""
