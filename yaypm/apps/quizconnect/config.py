@@ -107,9 +107,13 @@ class QuizConfig:
         return os.path.join(self.prompt_path, name + ".au")
 
     def callee_target(self, callee: str, called: str = "", caller: str = "") -> str:
-        """The callto of the leg to ``callee`` (``sip/sip:john@10.0.0.5:5080``)."""
-        return self.target.format(callee=callee, outbound_domain=self.outbound_domain,
-                                  called=called, caller=caller)
+        """The callto of the leg to ``callee`` (``sip/sip:john@10.0.0.5:5080``).
+
+        A callee written ``user@host[:port]`` in the table is called at that domain instead
+        of ``outbound_domain`` (the DSM version does the same)."""
+        user, sep, domain = callee.partition("@")
+        return self.target.format(callee=user, outbound_domain=domain if sep else
+                                  self.outbound_domain, called=called, caller=caller)
 
     def replace(self, **changes: Any) -> "QuizConfig":
         return dataclasses.replace(self, **changes)
