@@ -596,3 +596,17 @@ def test_dropping_an_unanswered_caller(sim: Simulator, reason: str, code: int,
     assert call.sip_status == code
     assert [m.get("reason") for m in hangups if m["id"] == call.id] == [hangup_reason]
     no_leaks(sim, d)
+
+
+def test_routing_an_incoming_call_straight_to_a_sip_callee(sim: Simulator) -> None:
+    """A proxy: call.route answered with sip/...; the callee's answer answers the caller."""
+    bob = sim.endpoint("bob", answer(after=1.0))
+    d = sim.connect()
+    d.handler("call.route", lambda m: m.ret(True, "sip/sip:bob@127.0.0.1:5080"), priority=50)
+    call = sim.place_call("100")
+    assert call.provisional == [180] and call.sip_status is None
+    sim.advance(1.0)
+    assert call.sip_status == 200 and call.peer_id == bob.last.id
+    bob.last.hangup()
+    assert call.ended
+    no_leaks(sim, d)

@@ -174,6 +174,7 @@ _UAC_RESPONSE = re.compile(r"sip (uac\d*) <- SIP/2\.0 (\d{3}) ")
 _UAS_INVITE = re.compile(r"sip uas <- INVITE sip:([^@\s]+)@")
 _UAS_RESPONSE = re.compile(r"sip uas -> SIP/2\.0 (\d{3}) ")
 _UAS_END = re.compile(r"sip uas <- (CANCEL|BYE) ")
+_UAC_BYE_IN = re.compile(r"sip (uac\d*) <- BYE ")
 _CONNECTED = re.compile(r"connected to [\d.]+:(\d+)(?: as connection (\d+))?")
 _CLOSING = re.compile(r"closing connection(?: (\d+))?\Z")
 _CLOSED = re.compile(r"connection closed by Yate")
@@ -199,6 +200,7 @@ def scenario_from_trace(trace: Trace, *, role_for_port: Optional[Dict[int, Optio
     uas_user: Optional[str] = None
     uas_t0 = 0.0
     uas_done = True
+    uas_ended = True
     last_t = 0.0
     for e in trace.entries:
         t = e.time if e.time is not None else last_t
@@ -235,6 +237,9 @@ def scenario_from_trace(trace: Trace, *, role_for_port: Optional[Dict[int, Optio
             uac, what = m.group(1), m.group(2)
             if what == "INFO":
                 ds = digits.get(uac) or []
+                if not ds:
+                    raise ValueError(f"{trace.name}:{e.lineno}: {uac} sends INFO but no DTMF "
+                                     f"digits were given for it (dtmf={{{uac!r}: [...]}})")
                 events.append(Event(t, "dtmf", 1, args={"uac": uac, "digits": ds.pop(0),
                                                         "method": "info"}, lineno=e.lineno))
             else:
@@ -251,6 +256,7 @@ def scenario_from_trace(trace: Trace, *, role_for_port: Optional[Dict[int, Optio
             uas_user = m.group(1)
             uas_t0 = t
             uas_done = False
+            uas_ended = False
             endpoints.setdefault(uas_user, [])
             continue
         m = _UAS_RESPONSE.match(c)
@@ -264,8 +270,19 @@ def scenario_from_trace(trace: Trace, *, role_for_port: Optional[Dict[int, Optio
             if code >= 200:
                 uas_done = True
             continue
-        if _UAS_END.match(c):
+        m = _UAS_END.match(c)
+        if m:
+            if uas_user is not None and not uas_ended:
+                events.append(Event(t, "callee_got", 1, args={"user": uas_user,
+                                                               "what": m.group(1)},
+                                    lineno=e.lineno))
+                uas_ended = True
             uas_done = True
+            continue
+        m = _UAC_BYE_IN.match(c)
+        if m:
+            events.append(Event(t, "caller_got_bye", 1, args={"uac": m.group(1)},
+                                lineno=e.lineno))
     events.extend(extra)
     events.sort(key=lambda ev: ev.time)
     return Scenario(trace.name, events, endpoints)
@@ -296,6 +313,10 @@ class Target:
         """Let time pass until ``t`` seconds since the start."""
         raise NotImplementedError
 
+    def callee_legs(self, user: str) -> List[Any]:
+        """The calls a scripted callee received: ``cancelled``, ``bye_received``."""
+        raise NotImplementedError
+
     def now(self) -> float:
         raise NotImplementedError
 
@@ -314,6 +335,10 @@ class SimTarget(Target):
 
     def endpoint(self, user: str, steps: List[Tuple[str, float]]) -> None:
         self.sim.endpoint(user, steps)
+
+    def callee_legs(self, user: str) -> List[Any]:
+        ep = self.sim.endpoints.get(user)
+        return list(ep.legs) if ep is not None else []
 
     def advance_to(self, t: float) -> None:
         now = self.sim.clock.seconds()
@@ -442,6 +467,8 @@ def replay(target: Target, scenario: Scenario, *, window: int = 8, patience: flo
             calls[ev.args["uac"]].send_dtmf(ev.args["digits"], method=ev.args["method"])
         elif ev.kind == "hangup":
             calls[ev.args["uac"]].hangup()
+        elif ev.kind in ("callee_got", "caller_got_bye"):
+            _wait_sip(target, scenario, ev, calls, ev.time + patience)
         elif ev.kind == "sip_response":
             call = calls.get(ev.args["uac"])
             code = ev.args["code"]
@@ -456,6 +483,26 @@ def replay(target: Target, scenario: Scenario, *, window: int = 8, patience: flo
             raise ReplayError(f"{scenario.name}: unexpected engine line(s):\n  "
                               + "\n  ".join(extra[:5]))
     return ReplayResult(total, calls, matcher)
+
+
+def _wait_sip(target: Target, scenario: Scenario, ev: Event, calls: Dict[str, Any],
+              deadline: float) -> None:
+    """A callee got CANCEL/BYE, or a caller got BYE, by ``deadline``."""
+    def done() -> bool:
+        if ev.kind == "caller_got_bye":
+            call = calls.get(ev.args["uac"])
+            return call is not None and call.ended and call.sip_status == 200
+        legs = target.callee_legs(ev.args["user"])
+        if not legs:
+            return False
+        leg = legs[-1]
+        return leg.cancelled if ev.args["what"] == "CANCEL" else leg.bye_received
+    while not done() and target.now() < deadline:
+        target.advance_to(target.now() + 0.01)
+    if not done():
+        what = "BYE" if ev.kind == "caller_got_bye" else ev.args["what"]
+        raise ReplayError(f"{scenario.name}:{ev.lineno}: the SIP side should have received "
+                          f"{what}")
 
 
 def _check_sip(scenario: Scenario, ev: Event, call: Any, code: int) -> None:
