@@ -238,3 +238,19 @@ def test_two_right_pins_in_the_same_instant_exactly_one_wins(quiz, sim):
     call.hangup()
     sim.advance(1)
     q.assert_clean()
+
+
+def test_callee_with_its_own_domain_is_called_there(quiz, sim):
+    q = quiz(("john@10.1.2.3:5099", "12345"), ("anna", "54321"))
+    john = q.callee("sip:john@10.1.2.3:5099", answer(after=1.0))
+    anna = q.callee("anna", busy())
+    call = q.call()
+    sim.advance(2)
+    assert john.last.uri == "sip:john@10.1.2.3:5099"
+    assert anna.last.uri == "sip:anna@127.0.0.1:5080"             # outbound_domain
+    john.last.send_dtmf("12345", interval=0.1)
+    sim.advance(1)
+    assert q.talking(call, john.last)
+    call.hangup()
+    sim.advance(1)
+    q.assert_clean()
