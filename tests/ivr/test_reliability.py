@@ -102,7 +102,10 @@ def test_thousand_callers_hang_up_at_random_points(sim, tmp_path):
         if keys:
             at = rng.uniform(0.0, 4.0)
             sim.clock.callLater(at, lambda c=call, k=keys: c.ended or c.send_dtmf(k, 0.3))
-        if rng.random() < 0.85:
+        luck = rng.random()
+        if luck < 0.03:
+            call.hangup()                        # gone before the app ever got the dumb id
+        elif luck < 0.85:
             sim.clock.callLater(rng.uniform(0.0, 12.0), lambda c=call: c.hangup())
         sim.advance(0.01)
     sim.advance(60)
@@ -121,10 +124,14 @@ def test_thousand_callers_hang_up_at_random_points(sim, tmp_path):
     assert board.stats["app_errors"] == 0
     assert board.stats["routed"] == 1000
     assert_clean(sim, d)
-    assert elapsed < 20, elapsed
+    assert elapsed < 60, elapsed      # catches quadratic behaviour, not load
+    # Closing the switchboard leaves no handler or watcher on the dispatcher.
+    board.close()
+    assert d._handlers == {} and d._watchers == {} and d.waiting_count() == 0
 
 
-def test_two_thousand_concurrent_legs(sim):
+def test_two_thousand_concurrent_legs(sim_factory):
+    sim = sim_factory(wire_log=False)
     d = sim.connect()
     done = []
 
@@ -151,7 +158,7 @@ def test_two_thousand_concurrent_legs(sim):
     elapsed = time.perf_counter() - started
     assert all(c.ended for c in calls)
     assert_clean(sim, d)
-    assert elapsed < 20, elapsed
+    assert elapsed < 60, elapsed      # catches quadratic behaviour, not load
 
 
 class defaultdict_int(dict):
