@@ -26,10 +26,23 @@ Public API (details in each docstring):
 * Endpoint behaviours: :func:`answer`, :func:`answer_after`, :func:`busy`, :func:`reject`,
   :func:`noanswer`, :func:`unreachable`, or ``[(action, seconds), ...]`` steps.
 
-The engine core (:mod:`.engine`), the extmodule connection (:mod:`.extmodule`), the channel
-modules (:mod:`.channels`, :mod:`.sip`, :mod:`.media`) are sans-IO and driven by the injected
-clock; :mod:`.tcp` is the thin Twisted listener.  Behaviours are backed by the transcripts in
+* Fixtures (``yaypm.testing.simulator.fixtures``, loaded by the ``yaypm`` pytest plugin):
+  ``sim`` (a Simulator on a fresh ``task.Clock``) and ``sim_factory(**kwargs)``.
+* Trace replay (:mod:`.replay`): ``scenario_from_trace(trace, ...)``, ``replay(target,
+  scenario)`` with a :class:`~.replay.Target` (``SimTarget(sim)``; a real engine with sipp can
+  implement the same methods).
+
+Layout: :mod:`.engine` (messages, handler list, dispatch, job queue, timers),
+:mod:`.extmodule` (one connection, engine side), :mod:`.channels` (Channel, dumb, conf, tone,
+wave, the router), :mod:`.sip` (SIP legs, callfork), :mod:`.media` (prompts, recorders),
+:mod:`.modules` (the handler table at the traces' priorities, pbx, status, engine.timer),
+:mod:`.api` (this facade), :mod:`.tcp` (the thin Twisted listener).  All but the last are
+sans-IO and driven by the injected clock.  Behaviours are backed by the transcripts in
 ``traces/`` and checked line by line in ``tests/simulator/test_conformance.py``.
+
+Not simulated: audio (prompts end after their duration, recorders write files of the right
+size), SIP transactions and retransmissions, channel scripts started by Yate
+(``external/...``), ``chan.record``, inband DTMF detection.
 """
 
 from yaypm.testing.simulator.api import (ENGINE, SCRIPT, Behaviour, OutboundLeg, RawConnection,
