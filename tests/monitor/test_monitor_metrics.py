@@ -52,7 +52,7 @@ def test_own_registry_not_the_global_one() -> None:
 def test_messages_latency_and_unanswered_through_the_dispatcher_hook() -> None:
     clock = Clock()
     conn = MemoryConnection(clock=clock)
-    mon = Monitor(quiz_registry(clock), clock=clock)
+    mon = Monitor(quiz_registry(clock), clock=clock, latency_sample_every=1)
     mon.watch_dispatcher(conn.dispatcher)
     held: List = []
     conn.dispatcher.handler("call.route", lambda m: held.append(m))      # answers later
@@ -88,6 +88,19 @@ def test_messages_latency_and_unanswered_through_the_dispatcher_hook() -> None:
     assert s[("yaypm_messages_deadline_total", ())] == 1
     assert s[("yaypm_messages_unanswered", ())] == 0
     assert s[("yaypm_handler_latency_seconds_count", route)] == 2
+
+
+def test_latency_is_sampled_one_message_in_n() -> None:
+    clock = Clock()
+    conn = MemoryConnection(clock=clock)
+    mon = Monitor(quiz_registry(clock), clock=clock)          # default: one in 8
+    mon.watch_dispatcher(conn.dispatcher)
+    conn.dispatcher.handler("chan.dtmf", lambda m: True)
+    conn.feed(*(msg(n, "chan.dtmf") for n in range(1, 81)))
+    s = samples(mon)
+    assert s[("yaypm_messages_in_total", ())] == 80
+    assert s[("yaypm_handler_latency_seconds_count", (("message", "chan.dtmf"),))] == 10
+    assert s[("yaypm_handler_latency_sample_every", ())] == 8
 
 
 def test_reconnects_from_the_service() -> None:

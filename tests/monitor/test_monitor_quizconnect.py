@@ -59,7 +59,7 @@ async def test_simulated_quizconnect_call(tmp_path) -> None:
     pytest.importorskip("yaypm.apps.quizconnect.app")
     registry = CallRegistry()
     sim, qc, dispatcher = quizconnect_on_simulator(registry)
-    mon = Monitor(registry, graph="builtin")
+    mon = Monitor(registry, graph="builtin", latency_sample_every=1)
     mon.watch_dispatcher(dispatcher)
     caller = sim.place_call("35", caller="5")
     sim.advance(3)

@@ -300,11 +300,12 @@ def test_config_from_ini_and_flags() -> None:
     p.read_string("[monitor]\nenabled = yes\n")
     assert MonitorConfig.from_ini(p).listen == "tcp:8090:interface=127.0.0.1"
     p.read_string("[monitor]\nlisten = tcp:9000\nallow_remote = no\nauth_file = /etc/u\n"
-                  "allowed_hosts = a.lan, b.lan\ncontrol_timeout = 5\ngraph = builtin\n")
+                  "allowed_hosts = a.lan, b.lan\ncontrol_timeout = 5\ngraph = builtin\n"
+                  "latency_sample_every = 1\n")
     cfg = MonitorConfig.from_ini(p)
     assert (cfg.listen, cfg.allow_remote, cfg.auth_file, cfg.allowed_hosts,
-            cfg.control_timeout, cfg.graph) == ("tcp:9000", False, "/etc/u", ("a.lan", "b.lan"),
-                                                5.0, "builtin")
+            cfg.control_timeout, cfg.graph, cfg.latency_sample_every) == \
+        ("tcp:9000", False, "/etc/u", ("a.lan", "b.lan"), 5.0, "builtin", 1)
     parser = argparse.ArgumentParser()
     add_server_arguments(parser)
     args = parser.parse_args(["--monitor", "tcp:8091:interface=0.0.0.0",

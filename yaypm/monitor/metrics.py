@@ -5,15 +5,18 @@ Almost everything is read at scrape time from objects that already count — the
 service's ``connections`` — so monitoring adds nothing to the call path.  The one measurement
 that needs the call path is the handler latency histogram: `DispatchObserver` is installed as
 ``dispatcher.observer`` and the dispatcher calls it when a message from Yate arrives and when
-it is answered.
+it is answered; it times one message in ``sample_every`` (8 by default; 1 times them all).
 """
 
 from __future__ import annotations
 
-from typing import Any, Dict, Iterator, List
+from bisect import bisect_left
+from typing import Any, Dict, Iterator, List, Sequence
 
-from prometheus_client import CollectorRegistry, Histogram, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import (CounterMetricFamily, GaugeMetricFamily,
+                                    HistogramMetricFamily, Metric)
+from prometheus_client.utils import floatToGoString
 
 from yaypm.registry import CallRegistry
 
@@ -37,40 +40,73 @@ _STATS = {   # dispatcher.stats key -> (metric name, help)
 }
 
 
-class DispatchObserver:
-    """The dispatcher hook: times each received message from arrival to answer.
+class _Latencies:
+    """A lock-free histogram per message name (the reactor thread is the only writer);
+    exposed at scrape time.  Cheaper than prometheus_client's Histogram on the call path."""
 
-    ``message_received(m)`` / ``message_answered(m)`` are called by the dispatcher; the
-    in-flight table also gives the count of messages still unanswered.  Messages a dropped
-    connection released unanswered are forgotten at the next scrape.
+    def __init__(self, bounds: Sequence[float]) -> None:
+        self.bounds = [b for b in bounds if b != float("inf")]
+        self.by_name: Dict[str, List[float]] = {}     # buckets..., +Inf bucket, sum
+
+    def observe(self, name: str, seconds: float) -> None:
+        h = self.by_name.get(name)
+        if h is None:
+            h = self.by_name[name] = [0.0] * (len(self.bounds) + 2)
+        h[bisect_left(self.bounds, seconds)] += 1
+        h[-1] += seconds
+
+    def family(self) -> HistogramMetricFamily:
+        fam = HistogramMetricFamily(
+            "yaypm_handler_latency_seconds",
+            "Time from receiving a message from Yate to answering it, by message name "
+            "(a sample: one message in yaypm_handler_latency_sample_every)", labels=["message"])
+        for name, h in sorted(self.by_name.items()):
+            buckets, total = [], 0.0
+            for bound, n in zip([*self.bounds, float("inf")], h[:-1]):
+                total += n
+                buckets.append((floatToGoString(bound), total))
+            fam.add_metric([name], buckets, h[-1])
+        return fam
+
+
+class DispatchObserver:
+    """The dispatcher hook (``dispatcher.observer``): times one message in ``sample_every``
+    from its arrival to its answer.
+
+    Sampling keeps the call path cheap (two calls and a counter for the others); the
+    distribution is what a latency histogram is for — `yaypm_messages_in_total` counts them all.
     """
 
-    def __init__(self, histogram: Histogram, clock: Any) -> None:
-        self._histogram = histogram
-        self._seconds = clock.seconds
+    def __init__(self, latencies: _Latencies, clock: Any, sample_every: int = 8) -> None:
+        self._latencies = latencies
+        self._now = clock.seconds
+        self._every = max(1, int(sample_every))
+        self._n = 0
         self._inflight: Dict[Any, float] = {}
-        self._labels: Dict[str, Any] = {}
 
     def message_received(self, m: Any) -> None:
-        self._inflight[m] = self._seconds()
+        self._n += 1
+        if self._n % self._every == 0:
+            self._inflight[m] = self._now()
 
     def message_answered(self, m: Any) -> None:
-        t0 = self._inflight.pop(m, None)
-        if t0 is None:
-            return
-        name = m.name
-        child = self._labels.get(name)
-        if child is None:
-            child = self._labels[name] = self._histogram.labels(message=name)
-        child.observe(self._seconds() - t0)
+        if self._inflight:
+            t0 = self._inflight.pop(m, None)
+            if t0 is not None:
+                self._latencies.observe(m.name, self._now() - t0)
 
-    def unanswered(self) -> int:
-        """Messages received and not answered yet (those a lost connection released are
-        dropped from the table here)."""
-        gone = [m for m in self._inflight if m.answered]
-        for m in gone:
+    def forget_released(self) -> None:
+        """Drop timings of messages a lost connection released unanswered (at scrape time)."""
+        for m in [m for m in self._inflight if m.answered]:
             del self._inflight[m]
-        return len(self._inflight)
+
+
+def _unanswered(dispatcher: Any) -> int:
+    count = getattr(dispatcher, "unanswered_count", None)
+    if count is not None:
+        return int(count())
+    # The dispatcher's table of received, unanswered messages; read at scrape time only.
+    return len(getattr(dispatcher, "_unanswered", ()))
 
 
 class _Collector:
@@ -99,7 +135,13 @@ class _Collector:
                                       value=sum(d.stats.get(key, 0) for d in m.dispatchers))
         yield GaugeMetricFamily("yaypm_messages_unanswered",
                                 "Messages received from Yate and not answered yet",
-                                value=sum(o.unanswered() for o in m.observers))
+                                value=sum(_unanswered(d) for d in m.dispatchers))
+        for o in m.observers:
+            o.forget_released()
+        yield m.latencies.family()
+        yield GaugeMetricFamily("yaypm_handler_latency_sample_every",
+                                "One received message in this many is timed",
+                                value=m.sample_every)
         connections = [getattr(s, "connections", 0) for s in m.services]
         yield CounterMetricFamily("yaypm_connections", "Connections made to Yate",
                                   value=sum(connections))
@@ -112,16 +154,14 @@ class _Collector:
 class Metrics:
     """yaypm's metrics: `watch_dispatcher` / `watch_service` what runs, `render` to scrape."""
 
-    def __init__(self, registry: CallRegistry) -> None:
+    def __init__(self, registry: CallRegistry, sample_every: int = 8) -> None:
         self.registry = registry
+        self.sample_every = max(1, int(sample_every))
         self.collector_registry = CollectorRegistry(auto_describe=True)
         self.dispatchers: List[Any] = []
         self.observers: List[DispatchObserver] = []
         self.services: List[Any] = []
-        self.latency = Histogram(
-            "yaypm_handler_latency_seconds",
-            "Time from receiving a message from Yate to answering it, by message name",
-            ["message"], buckets=LATENCY_BUCKETS, registry=self.collector_registry)
+        self.latencies = _Latencies(LATENCY_BUCKETS)
         self.collector_registry.register(_Collector(self))
 
     def watch_dispatcher(self, dispatcher: Any) -> DispatchObserver:
@@ -130,7 +170,7 @@ class Metrics:
             self.dispatchers.append(dispatcher)
         obs = getattr(dispatcher, "observer", None)
         if not isinstance(obs, DispatchObserver) or obs not in self.observers:
-            obs = DispatchObserver(self.latency, dispatcher.clock)
+            obs = DispatchObserver(self.latencies, dispatcher.clock, self.sample_every)
             dispatcher.observer = obs
             self.observers.append(obs)
         return obs

@@ -198,20 +198,22 @@ class Monitor:
 
     ``registry`` defaults to the process-wide `default_registry()`; ``control`` to a target
     that answers every DSM control call with 500.  ``graph`` is ``"auto"`` (Graphviz when
-    installed, else the built-in drawing) or ``"builtin"``.
+    installed, else the built-in drawing) or ``"builtin"``.  ``latency_sample_every``: one
+    received message in this many is timed for the latency histogram (1 = all).
     """
 
     log = Logger()
 
     def __init__(self, registry: Optional[CallRegistry] = None,
                  control: Optional[ControlTarget] = None, *, clock: Any = None,
-                 control_timeout: float = 30.0, graph: str = "auto") -> None:
+                 control_timeout: float = 30.0, graph: str = "auto",
+                 latency_sample_every: int = 8) -> None:
         self.registry = registry if registry is not None else default_registry()
         self.control = control if control is not None else NullControl()
         self._clock = clock
         self.control_timeout = control_timeout
         self.use_dot = graph == "auto"
-        self.metrics = Metrics(self.registry)
+        self.metrics = Metrics(self.registry, latency_sample_every)
         self.rpc = MonitorRPC(self.registry, self.control, clock=clock,
                               control_timeout=control_timeout)
         self._graphs = GraphCache()
@@ -323,7 +325,7 @@ class MonitorConfig:
 
     ``listen`` None means off.  INI keys: ``enabled`` (yes = listen on `DEFAULT_ENDPOINT`),
     ``listen``, ``allow_remote``, ``auth_file``, ``allowed_hosts`` (comma separated),
-    ``control_timeout``, ``graph`` (auto|builtin).
+    ``control_timeout``, ``graph`` (auto|builtin), ``latency_sample_every``.
     """
 
     listen: Optional[str] = None
@@ -332,6 +334,7 @@ class MonitorConfig:
     allowed_hosts: Tuple[str, ...] = ()
     control_timeout: float = 30.0
     graph: str = "auto"
+    latency_sample_every: int = 8
 
     @classmethod
     def from_ini(cls, parser: ConfigParser, section: str = "monitor") -> "MonitorConfig":
@@ -347,6 +350,12 @@ class MonitorConfig:
             timeout = float(s.get("control_timeout", "30"))
         except ValueError:
             raise MonitorConfigError("control_timeout", "expected seconds") from None
+        try:
+            every = int(s.get("latency_sample_every", "8"))
+            if every < 1:
+                raise ValueError(every)
+        except ValueError:
+            raise MonitorConfigError("latency_sample_every", "expected a number >= 1") from None
         graph = s.get("graph", "auto").strip()
         if graph not in ("auto", "builtin"):
             raise MonitorConfigError("graph", "expected auto or builtin")
@@ -354,7 +363,7 @@ class MonitorConfig:
                    auth_file=s.get("auth_file", "").strip() or None,
                    allowed_hosts=tuple(h.strip() for h in s.get("allowed_hosts", "").split(",")
                                        if h.strip()),
-                   control_timeout=timeout, graph=graph)
+                   control_timeout=timeout, graph=graph, latency_sample_every=every)
 
     def with_args(self, args: Any) -> "MonitorConfig":
         """Apply the flags of `yaypm.monitor.cli.add_server_arguments` (None = not given)."""
@@ -377,7 +386,7 @@ def start_monitor(config: MonitorConfig, registry: Optional[CallRegistry] = None
     if not config.listen:
         return None
     mon = Monitor(registry, control, clock=reactor, control_timeout=config.control_timeout,
-                  graph=config.graph)
+                  graph=config.graph, latency_sample_every=config.latency_sample_every)
     for svc in services:
         mon.watch_service(svc)
     for disp in dispatchers:
