@@ -112,3 +112,12 @@ def test_yaypm_demo_runs_and_tells_who_won(capsys):
     assert "bob          is cancelled while ringing" in out
     assert "anna         drops out: busy (486)" in out
     assert "nothing left behind" in out
+
+
+def test_yaypm_demo_dsm_version(capsys):
+    assert main(["demo", "--dsm"]) == 0
+    out = capsys.readouterr().out
+    assert "john         pin matches -> MATCHING_PIN" in out
+    assert "john         we won -> CONNECTED" in out
+    assert "bob          got cancel from A leg -> END" in out
+    assert "nothing left behind" in out

@@ -73,6 +73,15 @@ def _describe(event: Any, timeline: _Timeline) -> None:
     timeline.add(who, text, event.time)
 
 
+def _talking(sim: Simulator, a: Any, b: Any) -> bool:
+    """Bridged directly, or in the same conference room."""
+    if a.peer_id == b.id:
+        return True
+    pa, pb = sim.channels.get(a.peer_id), sim.channels.get(b.peer_id)
+    return getattr(pa, "room", None) is not None and getattr(pa, "room", None) is \
+        getattr(pb, "room", None)
+
+
 def run_demo(out: TextIO, version: str = "python") -> int:
     """Run the story, print the timeline to ``out``; 0 when john won and nothing is left."""
     clock = Clock()
@@ -127,7 +136,7 @@ def _run(out: TextIO, clock: Clock, tmp: str, version: str) -> int:
     timeline.add("john", "types 12345")
     john.last.send_dtmf("12345", interval=0.25)
     sim.advance(1.5)
-    talking = call.is_answered and call.peer_id == john.last.id
+    talking = call.is_answered and _talking(sim, call, john.last)
     timeline.add("alice", f"hears {'john' if talking else 'nobody'}; SIP "
                           f"{sorted(set(call.provisional))} then {call.sip_status}")
     sim.advance(5.0)

@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     from yaypm.registry import CallRegistry
 
 __all__ = ["DSM_DIR", "SCRIPTS", "CALLER_APP", "CALLEE_APP", "load_scripts", "make_engine",
-           "SQLExecutor", "adapter_available", "make_runner", "start"]
+           "SQLExecutor", "adapter_available", "make_runner", "start", "watch"]
 
 DSM_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "dsm")
 CALLER_APP = "quizconnect_caller"
@@ -109,6 +109,61 @@ def make_runner(config: QuizConfig, *, engine: Optional[Engine] = None,
         engine = make_engine(config, clock=clock, threaded=threaded)
     return DSMRunner(engine, registry=registry, clock=clock,
                      dialout_timeout=config.ring_timeout + 5.0)
+
+
+class _Graph(list):
+    """A session's ``dsm_stategraph`` that also reports each entry as it is appended."""
+
+    def __init__(self, who: str, report: Callable[[str, str], None]) -> None:
+        super().__init__()
+        self.who = who
+        self.report = report
+
+    def append(self, entry: Any) -> None:
+        super().append(entry)
+        text = str(entry)
+        if text.startswith(">"):
+            self.transition = text.strip("> ")
+            return
+        state = text.split("/", 1)[-1]
+        via, self.transition = getattr(self, "transition", ""), ""
+        self.report(self.who, f"{via} -> {state}" if via else state)
+
+
+class _Record(dict):
+    def __init__(self, attrs: Dict[str, Any], report: Callable[[str, str], None]) -> None:
+        super().__init__(attrs)
+        self._report = report
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        if key == "dsm_stategraph" and isinstance(value, list):
+            if self.get("app") == CALLER_APP:
+                who = "caller"
+            else:
+                party = str(self.get("to", ""))
+                who = party.split("sip:", 1)[-1].split("@", 1)[0] or "callee"
+            value = _Graph(who, self._report)
+        super().__setitem__(key, value)
+
+
+def watch(engine: Engine, report: Callable[[str, str], None]) -> None:
+    """Call ``report(who, text)`` for every transition a session takes (``"pin matches ->
+    MATCHING_PIN"``; ``who``: ``caller`` or the callee's user), and with the initial state;
+    for timelines (``yaypm demo --dsm``).  Call before the first session; replaces the
+    engine's monitoring store (full state graphs)."""
+    from yaypm.dsm.runtime import MonitoringStore
+
+    class _Store(MonitoringStore):
+        def create(self, sid: str, attrs: Dict[str, Any]) -> Dict[str, Any]:
+            rec = _Record(attrs, report)
+            self.active[sid] = rec
+            return rec
+
+    old = engine.registry.monitoring
+    store = _Store(True, True)
+    engine.registry.monitoring = store
+    engine.monitoring = store
+    del old
 
 
 def start(dispatcher: "Dispatcher", config: QuizConfig, *, engine: Optional[Engine] = None,
