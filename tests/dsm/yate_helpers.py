@@ -21,7 +21,7 @@ initial state START;
 transition "answered" START - sessionStart / {
   sets($menu=$(config.prompts)/menu.au);
   playFile($menu);
-  set($pin="");
+  clear($pin);
 } -> COLLECT;
 
 state COLLECT;
@@ -37,7 +37,7 @@ transition "pin ok" CHECK - test($pin == $config.pin) / {
   playFile($prompt);
 } -> GOODBYE;
 transition "pin wrong" CHECK / {
-  set($pin="");
+  clear($pin);
   sets($prompt=$(config.prompts)/invalid.au);
   playFile($prompt);
 } -> COLLECT;
