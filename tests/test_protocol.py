@@ -475,7 +475,7 @@ def _reference_message(line: str, script_side: bool):
     return ident, t, name, rv, tuple(params)
 
 
-@settings(max_examples=2000, deadline=None)
+@settings(max_examples=1000, deadline=None)
 @given(st.text(st.sampled_from("%:=zAJ}@a1\t\udcc0\ud800é"), max_size=25), st.booleans())
 def test_fast_decoder_agrees_with_the_reference(body, script_side):
     line = "%%>message:m:0:" + body
