@@ -18,7 +18,7 @@ setup(
     ],
     extras_require={
         "sql": ["PyMySQL>=1.0", "psycopg2-binary>=2.9"],
-        "test": ["pytest>=8", "pytest-twisted>=1.14", "hypothesis>=6", "PyMySQL>=1.0",
+        "test": ["pytest>=8", "pytest-twisted>=1.14", "pytest-timeout>=2.2", "hypothesis>=6", "PyMySQL>=1.0",
                  "psycopg2-binary>=2.9"],
         "bench": ["python-yate"],
     },
