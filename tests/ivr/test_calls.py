@@ -22,7 +22,7 @@ def test_dial_answered_then_play_and_hang_up(sim, apps):
     assert bob.last.state == "ringing"
     sim.advance(1.5)
     leg = success_result_of(d)
-    assert (leg.state, leg.direction, leg.answered) == ("answered", "outgoing", True)
+    assert (leg.state, leg.direction, leg.is_answered) == ("answered", "outgoing", True)
     assert leg.id == bob.last.id and leg.chan.startswith("dumb/")
     played = leg.play(REMINDER)
     sim.advance(3)
@@ -283,5 +283,61 @@ def test_calls_placed_by_an_app_end_with_it(sim, apps):
     call = sim.place_call("100")
     sim.advance(5)
     assert call.ended and bob.last.ended and carol.last.cancelled
+    sim.advance(1)
+    apps.clean()
+
+
+def test_originate_returns_the_ringing_leg(sim, apps):
+    from yaypm.ivr import originate
+    bob = sim.endpoint("bob", answer(after=1))
+    leg = originate(apps.dispatcher, "sip/" + bob.uri)
+    assert leg.state in ("calling", "ringing") and leg.direction == "outgoing"
+    d = leg.answered()
+    sim.advance(0.5)
+    assert leg.state == "ringing" and leg.id == bob.last.id
+    assert_no_result(d)
+    sim.advance(1)
+    assert success_result_of(d) is leg and leg.is_answered
+    assert success_result_of(leg.answered()) is leg
+    leg.hangup()
+    sim.advance(1)
+    apps.clean()
+
+
+def test_first_callee_to_enter_the_pin_wins(sim, apps):
+    """quizconnect's shape (style.md §4): race PIN entry on several outbound legs; the losers,
+    cancelled wherever they are (ringing, prompt, digits), hang up in ``finally``."""
+    from yaypm.ivr import originate
+    pads = {"ann": answer(after=1), "ben": answer(after=2), "cy": noanswer()}
+    for name, behaviour in pads.items():
+        sim.endpoint(name, behaviour)
+
+    async def ask_pin(target, pin):
+        leg = originate(apps.dispatcher, "sip/sip:%s@127.0.0.1:5080" % target, timeout=20)
+        won = False
+        try:
+            await leg.answered()
+            for _ in range(3):
+                if await leg.digits(count=len(pin), timeout=10,
+                                    prompt=prompt("welcome")) == pin:
+                    won = True
+                    return leg
+                await leg.play(prompt("invalid"))
+            raise ValueError(leg.id)
+        finally:
+            if not won:
+                leg.hangup()
+
+    d = defer.race([defer.Deferred.fromCoroutine(ask_pin(t, "42")) for t in pads])
+    sim.advance(3)
+    ann, ben, cy = (sim.endpoints[n].last for n in ("ann", "ben", "cy"))
+    ann.send_dtmf("13")                 # wrong
+    ben.send_dtmf("42")                 # right
+    sim.advance(1)
+    index, winner = success_result_of(d)
+    assert index == 1 and winner.id == ben.id and winner.alive
+    sim.advance(1)
+    assert ann.ended and cy.ended and cy.cancelled and not ben.ended
+    winner.hangup()
     sim.advance(1)
     apps.clean()

@@ -31,14 +31,15 @@ Outgoing calls
     ``dial(dispatcher, target, *, caller=None, callername=None, timeout=30.0, called=None,
     **params) -> Deferred[Leg]`` (fires on answer; :class:`BusyError`,
     :class:`NoAnswerError`, :class:`RejectedError` with ``.code``; cancel = hang up the
-    INVITE).  ``leg.dial(...)``: the same, owned by ``leg``'s app.
+    INVITE).  ``originate(...) -> Leg`` returns the ringing leg at once (``await
+    leg.answered()``).  ``leg.dial(...)``: dial owned by ``leg``'s app.
 
 :class:`Leg` (:mod:`yaypm.ivr.leg`)
     attributes ``id`` (party channel), ``chan`` (our dumb channel), ``direction``, ``state``,
-    ``answered``, ``caller``/``called``/``callername``/``billid``, ``params``, ``peer``,
+    ``is_answered``, ``caller``/``called``/``callername``/``billid``, ``params``, ``peer``,
     ``room``, ``end_reason``, ``end_params``, ``alive``, ``app``, ``keypad``;
     ``ended`` (property: new Deferred[str] with the end reason);
-    ``answer()``, ``progress()``, ``ringing()``, ``hangup(reason="normal") -> Deferred[str]``,
+    ``answered() -> Deferred[Leg]``, ``answer()``, ``progress()``, ``ringing()``, ``hangup(reason="normal") -> Deferred[str]``,
     ``reject(code_or_reason=486)``;
     ``play(files, barge_in=False) -> Deferred[key|None]``, ``tone(name, duration=None)``,
     ``record(file, max_seconds=None, maxlen=None, terminators="#", flush=True)
@@ -58,14 +59,14 @@ per-dispatcher handlers, ``len()`` = live legs, ``media_root``, ``calls`` for mo
 from yaypm.ivr.dialog import Dialog, IvrDialogBase
 from yaypm.ivr.errors import (BridgeError, BusyError, CallEnded, DialError, DigitTimeoutError,
                               IVRError, MediaError, NoAnswerError, RejectedError)
-from yaypm.ivr.leg import Call, Joined, Leg, dial
+from yaypm.ivr.leg import Call, Joined, Leg, dial, originate
 from yaypm.ivr.media import RecordResult
 from yaypm.ivr.playlist import Playlist
 from yaypm.ivr.routing import Route, route, run_app
 from yaypm.ivr.switchboard import Switchboard, switchboard
 
 __all__ = [
-    "Leg", "Call", "Joined", "dial", "Playlist", "route", "Route", "run_app", "Switchboard",
+    "Leg", "Call", "Joined", "dial", "originate", "Playlist", "route", "Route", "run_app", "Switchboard",
     "switchboard", "RecordResult", "IVRError", "CallEnded", "MediaError", "DialError",
     "BusyError", "NoAnswerError", "RejectedError", "BridgeError", "DigitTimeoutError", "Dialog",
     "IvrDialogBase",

@@ -37,7 +37,7 @@ if TYPE_CHECKING:
     from yaypm.dispatcher import Dispatcher, Message
     from yaypm.ivr.switchboard import Switchboard
 
-__all__ = ["Leg", "Call", "Joined", "dial"]
+__all__ = ["Leg", "Call", "Joined", "dial", "originate"]
 
 # Channel statuses that are not a drop reason (yate-messages §1.1); any other status in a
 # chan.hangup is the reason the channel was dropped with (``ivr-done``, ``noanswer``...).
@@ -103,7 +103,7 @@ class Leg:
         self.direction = direction
         self.params: Dict[str, str] = dict(params or {})
         self.state = state
-        self.answered = False
+        self.is_answered = False
         self.peer: Optional[str] = None          # the bridged party's channel
         self.room: Optional[str] = None          # conference room (``conf/<name>``)
         self.end_reason: Optional[str] = None
@@ -129,7 +129,7 @@ class Leg:
         self._disc_reason: Optional[str] = None
         self._party_gone: Optional[Dict[str, str]] = None    # the party's chan.hangup
         self._unhooking = False                   # our dumb channel is leaving on purpose
-        self._dial_wait: Optional[Deferred] = None
+        self._answer_waiters: List[Deferred] = []
         self._dial_cancelled = False
         self.started = self.clock.seconds()
 
@@ -186,10 +186,11 @@ class Leg:
         for d in waiters:
             d.callback(reason)
         exc = CallEnded(self.id, reason)
-        dial_wait, self._dial_wait = self._dial_wait, None
-        if dial_wait is not None and not dial_wait.called:
-            self._waits.pop(dial_wait, None)
-            dial_wait.errback(Failure(self._dial_failure(reason)))
+        answer_waiters, self._answer_waiters = self._answer_waiters, []
+        for d in answer_waiters:
+            self._waits.pop(d, None)
+            if not d.called:
+                d.errback(Failure(self._unanswered_error(reason)))
         queue = list(self._queue)
         if self._in_flight is not None:
             queue.append(self._in_flight)
@@ -279,17 +280,41 @@ class Leg:
             self._disc_reason = msg.get("reason")
 
     def _remote_answered(self, msg: "Message") -> None:
-        if self.direction != "outgoing" or self.answered or self.state == "ended":
+        if self.direction != "outgoing" or self.is_answered or self.state == "ended":
             return
-        self.answered = True
-        self.state = "answered"
         self.params.update((k, v) for k, v in msg.attrs.items() if k not in self.params)
-        dial_wait, self._dial_wait = self._dial_wait, None
-        if dial_wait is not None:
-            self._settle(dial_wait, self)
+        self._now_answered()
+
+    def _now_answered(self) -> None:
+        self.is_answered = True
+        if self.state in ("ringing", "progressing", "calling"):
+            self.state = "answered"
+        waiters, self._answer_waiters = self._answer_waiters, []
+        for d in waiters:
+            self._settle(d, self)
+
+    def _unanswered_error(self, reason: str) -> Exception:
+        if self.direction == "outgoing" and not self.is_answered:
+            return self._dial_failure(reason)
+        return CallEnded(self.id, reason)
+
+    def answered(self) -> Deferred["Leg"]:
+        """Fires with the leg once it is answered (at once if it is): by the callee for an
+        outgoing leg, by us (``answer()``) for an incoming one.  An outgoing leg that ends
+        unanswered errbacks with :class:`~yaypm.ivr.errors.BusyError`,
+        :class:`~yaypm.ivr.errors.NoAnswerError` or :class:`~yaypm.ivr.errors.RejectedError`;
+        otherwise :class:`~yaypm.ivr.errors.CallEnded`.  Cancelling only stops waiting."""
+        if self.is_answered and self.state != "ended":
+            return defer.succeed(self)
+        if self.state == "ended":
+            return defer.fail(self._unanswered_error(self.end_reason or "ended"))
+        d: Deferred = self._wait(lambda: self._answer_waiters.remove(d)
+                                 if d in self._answer_waiters else None)
+        self._answer_waiters.append(d)
+        return d
 
     def _remote_progress(self, msg: "Message") -> None:
-        if self.direction == "outgoing" and not self.answered and self.state != "ended":
+        if self.direction == "outgoing" and not self.is_answered and self.state != "ended":
             self.state = "progressing" if msg.name == "call.progress" else "ringing"
 
     def _dtmf(self, msg: "Message") -> bool:
@@ -412,14 +437,12 @@ class Leg:
         return self._guard(self._answer)
 
     async def _answer(self) -> None:
-        if self.answered:
+        if self.is_answered:
             return
         await self._ready()
         m = await self._masquerade("call.answered")
         self._check_channel(m)
-        self.answered = True
-        if self.state in ("ringing", "progressing", "calling"):
-            self.state = "answered"
+        self._now_answered()
 
     def progress(self) -> Deferred[None]:
         """Early media (SIP 183): ``chan.masquerade message=call.progress`` (B3); prompts
@@ -453,7 +476,7 @@ class Leg:
         if self._drop_reason is not None:
             return d
         self._drop_reason = reason
-        if self.direction == "outgoing" and not self.answered:
+        if self.direction == "outgoing" and not self.is_answered:
             target = self.chan                   # C2: dropping our dumb cancels the INVITE
             if target is None:
                 self._dial_cancelled = True      # dropped when call.execute comes back
@@ -834,7 +857,7 @@ class Leg:
         await self._ready()
         m = await self._masquerade(message)
         self._check_channel(m)
-        if not self.answered and self.state in ("ringing", "progressing"):
+        if not self.is_answered and self.state in ("ringing", "progressing"):
             self.state = state
 
 
@@ -849,18 +872,13 @@ def _user_part(callto: str) -> str:
     return rest.split("@", 1)[0]
 
 
-def dial(dispatcher: "Dispatcher", target: str, *, caller: Optional[str] = None,
-         callername: Optional[str] = None, timeout: Optional[float] = 30.0,
-         called: Optional[str] = None, **params: Any) -> Deferred[Leg]:
-    """Place an outbound call; fires with the answered :class:`Leg`.
+def originate(dispatcher: "Dispatcher", target: str, *, caller: Optional[str] = None,
+              callername: Optional[str] = None, timeout: Optional[float] = 30.0,
+              called: Optional[str] = None, **params: Any) -> Leg:
+    """Place an outbound call and return its :class:`Leg` at once (state ``calling``).
 
-    ``target``: a callto resource (``sip/sip:bob@10.0.0.5``: sent as ``direct``) or a number
-    that Yate routes (``call.route`` from the new dumb channel).  ``timeout``: seconds it may
-    ring (Yate's ``maxcall``).  Extra ``params`` go into the ``call.execute``.
-
-    Errbacks :class:`~yaypm.ivr.errors.BusyError`, :class:`~yaypm.ivr.errors.NoAnswerError`
-    or :class:`~yaypm.ivr.errors.RejectedError` (with the SIP ``code`` when known).
-    Cancelling hangs up the call being placed (``call.drop`` of our dumb channel, trace C2).
+    ``await leg.answered()`` for the answer (or the dial error); ``leg.hangup()`` cancels it.
+    Parameters as for :func:`dial`.
     """
     from yaypm.ivr.switchboard import switchboard
     board = switchboard(dispatcher)
@@ -882,14 +900,6 @@ def dial(dispatcher: "Dispatcher", target: str, *, caller: Optional[str] = None,
     leg.params = {"caller": caller or "", "called": attrs["target"],
                   "callername": callername or ""}
     board._adopt(leg, "dial")
-
-    def cancelled() -> None:
-        leg._dial_wait = None
-        if leg.state != "ended":
-            leg.hangup("cancelled")
-
-    result: Deferred[Leg] = leg._wait(cancelled)
-    leg._dial_wait = result
     m = dispatcher.msg("call.execute", attrs)
 
     def sent(processed: bool) -> None:
@@ -921,8 +931,9 @@ def dial(dispatcher: "Dispatcher", target: str, *, caller: Optional[str] = None,
 
     def failed(f: Failure) -> None:
         board._dial_answered(None)
-        leg._dial_wait = None
-        leg._settle_failure(result, f)
+        waiters, leg._answer_waiters = leg._answer_waiters, []
+        for d in waiters:
+            leg._settle_failure(d, f)
         leg._end("failure")
 
     board._dial_started()
@@ -930,4 +941,33 @@ def dial(dispatcher: "Dispatcher", target: str, *, caller: Optional[str] = None,
         m.dispatch().addCallbacks(sent, failed)
     except Exception:
         failed(Failure())
-    return result
+    return leg
+
+
+def dial(dispatcher: "Dispatcher", target: str, *, caller: Optional[str] = None,
+         callername: Optional[str] = None, timeout: Optional[float] = 30.0,
+         called: Optional[str] = None, **params: Any) -> Deferred[Leg]:
+    """Place an outbound call; fires with the answered :class:`Leg`.
+
+    ``target``: a callto resource (``sip/sip:bob@10.0.0.5``: sent as ``direct``) or a number
+    that Yate routes (``call.route`` from the new dumb channel).  ``timeout``: seconds it may
+    ring (Yate's ``maxcall``, checked on Yate's 1 s timer).  ``caller``/``callername``: the
+    identity shown; ``called``: the ``target`` parameter when ``target`` is a resource.  Extra
+    ``params`` go into the ``call.execute``.
+
+    Errbacks :class:`~yaypm.ivr.errors.BusyError`, :class:`~yaypm.ivr.errors.NoAnswerError`
+    or :class:`~yaypm.ivr.errors.RejectedError` (with the SIP ``code`` when known).
+    Cancelling hangs up the call being placed (``call.drop`` of our dumb channel, trace C2).
+    """
+    leg = originate(dispatcher, target, caller=caller, callername=callername,
+                    timeout=timeout, called=called, **params)
+    inner = leg.answered()
+
+    def cancel(_: Deferred) -> None:
+        inner.cancel()
+        if leg.alive:
+            leg.hangup("cancelled")
+
+    out: Deferred[Leg] = Deferred(cancel)
+    inner.addCallbacks(out.callback, out.errback)
+    return out
