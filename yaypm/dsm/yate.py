@@ -108,14 +108,26 @@ def _display_name(party: str) -> str:
 
 
 def _dial_leg(dispatcher: Dispatcher, target: str, **kw: Any) -> tuple[Optional[Leg], Deferred]:
-    """`yaypm.ivr.dial`, plus the Leg being dialled (needed before the answer: CANCEL,
-    ringing). Requested from the IVR layer in .notes/ivr-requests.md; until then the leg is
-    found by its pending dial Deferred."""
+    """Place a call; returns the Leg at once (CANCEL, DTMF and progress before the answer)
+    and a Deferred firing with it once answered (or failing with the dial error).
+    `yaypm.ivr.originate` where the IVR layer has it (.notes/ivr-requests.md #1); otherwise
+    the leg of `yaypm.ivr.dial` is found by its pending dial Deferred."""
+    from yaypm.ivr import leg as ivr_leg
+    originate = getattr(ivr_leg, "originate", None)
+    if originate is not None:
+        leg = originate(dispatcher, target, **kw)
+        return leg, leg.answered()
     d = ivr_dial(dispatcher, target, **kw)
     for leg in switchboard(dispatcher).live:
         if getattr(leg, "_dial_wait", None) is d:
             return leg, d
     return None, d
+
+
+def _is_answered(leg: Leg) -> bool:
+    """`Leg.is_answered` (the IVR layer's new name) or the older `Leg.answered` flag."""
+    flag = getattr(leg, "is_answered", None)
+    return bool(leg.answered if flag is None else flag)
 
 
 def _ignore_ended(f: Failure) -> None:
@@ -332,7 +344,7 @@ class LegBackend:
         if self.room is not None:
             self.runner._left_room(self)
         if self._b2b_dial is not None and not self._b2b_dial.called:
-            self._b2b_dial.cancel()
+            self.b2b_terminate_other()
         if self._own_end:
             self._feed(_ev_leg_closed)
         elif self.direction == "out" and not self._started:
@@ -408,7 +420,7 @@ class LegBackend:
         self._own_end = True
         if self.direction == "out" and not self._started:
             self._cancel_dial()
-        elif self.direction == "in" and not self.leg.answered:
+        elif self.direction == "in" and not _is_answered(self.leg):
             self.leg.reject(487)
         else:
             self.leg.hangup("normal")
@@ -428,16 +440,14 @@ class LegBackend:
         self._own_end = True
         if self.direction == "out" and not self._started:
             self._cancel_dial()
-        elif self.direction == "in" and not self.leg.answered:
+        elif self.direction == "in" and not _is_answered(self.leg):
             self.leg.reject(500)
         else:
             self.leg.hangup("normal")
 
     def _cancel_dial(self) -> None:
-        if self._dial is not None and not self._dial.called:
-            self._dial.cancel()
-        elif self.leg is not None and self.leg.alive:
-            self.leg.hangup("cancelled")
+        if self.leg is not None and self.leg.alive:
+            self.leg.hangup("cancelled")           # drops our dumb channel: CANCEL (C2)
 
     # -- playlist --------------------------------------------------------------------------------
     def _path(self, file: str) -> str:
@@ -494,7 +504,7 @@ class LegBackend:
             return False
         if self.direction == "out":
             return self._started
-        return leg.answered or leg.state == "progressing"
+        return _is_answered(leg) or leg.state == "progressing"
 
     def _kick(self) -> None:
         """Start the head item if nothing plays and the leg can hear it."""
@@ -682,6 +692,9 @@ class LegBackend:
         self._feed(_ev_post, kind, params)
 
     def _b2b_answered(self, callee: Leg) -> None:
+        if self._b2b_leg is not callee:            # terminated by us meanwhile
+            callee.hangup("normal")
+            return
         self._b2b_event("B2B.otherReply", code="200", reason="OK", hdrs="")
         callee.ended.addCallback(self._b2b_bye, callee)
         if not self._alive():
@@ -693,6 +706,8 @@ class LegBackend:
 
     def _b2b_failed(self, f: Failure, callee: Optional[Leg]) -> None:
         self.runner._by_leg.pop(callee, None)
+        if self._b2b_leg is not callee:
+            return                                 # terminated by us meanwhile
         if f.check(DialError):
             e = f.value
             self._b2b_event("B2B.otherReply", code=str(e.code or code_for_reason(e.reason) or 500),
@@ -717,12 +732,14 @@ class LegBackend:
     def b2b_terminate_other(self) -> None:
         callee, d = self._b2b_leg, self._b2b_dial
         self._b2b_leg = self._b2b_dial = None
-        if d is not None and not d.called:
-            d.cancel()
-            return
         if callee is None or not callee.alive:
+            if d is not None and not d.called:
+                d.cancel()
             return
         self.runner._by_leg.pop(callee, None)
+        if d is not None and not d.called:
+            callee.hangup("cancelled")             # still ringing: CANCEL
+            return
 
         async def terminate() -> None:
             if self.leg is not None and self.leg.alive and self.leg.state == "bridged":
