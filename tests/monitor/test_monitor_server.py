@@ -318,3 +318,16 @@ def test_config_from_ini_and_flags() -> None:
     with pytest.raises(MonitorConfigError, match="allow_remote"):
         MonitorConfig.from_ini(p)
     assert start_monitor(MonitorConfig()) is None
+
+
+@pytest_twisted.ensureDeferred
+async def test_monitor_service_starts_and_stops() -> None:
+    from yaypm.monitor import MonitorService
+    svc = MonitorService(Monitor(quiz_registry(reactor)),
+                         MonitorConfig(listen="tcp:0:interface=127.0.0.1"), reactor=reactor)
+    svc.startService()
+    port = await svc.listening
+    url = f"http://127.0.0.1:{port.getHost().port}"
+    assert await rpc(url, "calls") == 3
+    await defer.maybeDeferred(svc.stopService)
+    assert svc.port is None and not svc.running

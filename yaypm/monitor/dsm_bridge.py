@@ -27,6 +27,7 @@ from yaypm.registry import CallRegistry
 __all__ = ["RegistryMonitoringStore", "EngineControl", "attach_engine", "mark_path"]
 
 _SVG = "{http://www.w3.org/2000/svg}"
+_SHAPES = (_SVG + "polygon", _SVG + "path", _SVG + "ellipse")
 ET.register_namespace("", "http://www.w3.org/2000/svg")
 ET.register_namespace("xlink", "http://www.w3.org/1999/xlink")
 
@@ -104,26 +105,25 @@ def mark_path(svg_text: str, path: StatePath) -> str:
         title = title_el.text
         if kind == "node":
             key = f"{diag}/{title}"
+            shapes = [e for e in g.iter() if e.tag in _SHAPES]   # also inside <a> wrappers
             if key in states:
                 _add_class(g, "visited")
-                for shape in g:
-                    if shape.tag in (_SVG + "polygon", _SVG + "path", _SVG + "ellipse"):
-                        shape.set("stroke", "#3d6fb4")
-                        shape.set("stroke-width", "2")
+                for shape in shapes:
+                    shape.set("stroke", "#3d6fb4")
+                    shape.set("stroke-width", "2")
             if key == path.current:
                 _add_class(g, "current")
-                for shape in g:
-                    if shape.tag in (_SVG + "polygon", _SVG + "path", _SVG + "ellipse"):
-                        shape.set("fill", "#ffcf66")
-                        shape.set("stroke", "#c47f00")
-                        shape.set("stroke-width", "3")
+                for shape in shapes:
+                    shape.set("fill", "#ffcf66")
+                    shape.set("stroke", "#c47f00")
+                    shape.set("stroke-width", "3")
         elif kind == "edge" and "->" in title:
             src, _, dst = title.partition("->")
             texts = [t.text or "" for t in g.iter(_SVG + "text")]
             label = texts[0] if texts else ""
             if (f"{diag}/{src}", f"{diag}/{dst}", label) in taken:
                 _add_class(g, "visited")
-                for shape in g:
+                for shape in g.iter():
                     if shape.tag == _SVG + "path":
                         shape.set("stroke", "#3d6fb4")
                         shape.set("stroke-width", "2.5")

@@ -158,7 +158,7 @@ class _Call(Resource):
         return self._m.registry.get(self._id)
 
     def _url(self) -> str:
-        return "/call/" + quote(self._id, safe="")
+        return "/call/" + quote(self._id, safe="", errors="surrogateescape")
 
     def getChild(self, path: bytes, request: server.Request) -> Resource:
         if path == b"":
