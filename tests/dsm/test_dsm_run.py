@@ -12,7 +12,7 @@ import xmlrpc.client
 
 import pytest
 import pytest_twisted
-from twisted.internet import defer, task, threads
+from twisted.internet import task, threads
 
 from yaypm.cli import main
 from yaypm.testing.simulator import Simulator

@@ -37,7 +37,7 @@ from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from yaypm.ivr.errors import CallEnded, DialError, IVRError, code_for_reason, reason_for_code
+from yaypm.ivr.errors import CallEnded, DialError, code_for_reason, reason_for_code
 from yaypm.ivr.leg import Leg, dial as ivr_dial
 from yaypm.ivr.media import bytes_per_second
 from yaypm.ivr.routing import Route, route
@@ -174,10 +174,9 @@ class RouteTable:
             except re.error as e:
                 self.errors.append(f"{where}: bad regular expression {p!r}: {e}")
                 return
-            self.patterns.append((lambda n, rx=rx: rx.fullmatch(n) is not None, app, p))
+            self.patterns.append((_full_match(rx), app, p))
         elif p.endswith("*"):
-            prefix = p[:-1]
-            self.patterns.append((lambda n, pre=prefix: n.startswith(pre), app, p))
+            self.patterns.append((_prefix(p[:-1]), app, p))
         elif p in self.exact:
             if self.exact[p] != app:
                 self.errors.append(f"{where}: number {p} already routed to {self.exact[p]}; "
@@ -211,6 +210,14 @@ class RouteTable:
                 for pattern in conf_list(value):
                     table.add(pattern, app, where)
         return table
+
+
+def _full_match(rx: re.Pattern[str]) -> Callable[[str], bool]:
+    return lambda number: rx.fullmatch(number) is not None
+
+
+def _prefix(prefix: str) -> Callable[[str], bool]:
+    return lambda number: number.startswith(prefix)
 
 
 def _known_app(app_set: DSMApplicationSet, engine: Any, app: str) -> bool:
@@ -705,7 +712,8 @@ class LegBackend:
         self.leg.bridge(callee).addErrback(_ignore_ended)
 
     def _b2b_failed(self, f: Failure, callee: Optional[Leg]) -> None:
-        self.runner._by_leg.pop(callee, None)
+        if callee is not None:
+            self.runner._by_leg.pop(callee, None)
         if self._b2b_leg is not callee:
             return                                 # terminated by us meanwhile
         if f.check(DialError):
