@@ -97,7 +97,7 @@ class Leg:
                  params: Optional[Dict[str, str]] = None, state: str = "routing") -> None:
         self.board = board
         self.dispatcher: "Dispatcher" = board.dispatcher
-        self.clock: Any = board.dispatcher.clock
+        self.clock: Any = board.timers        # the dispatcher's clock, through one heap
         self.id = leg_id
         self.chan = chan
         self.direction = direction
