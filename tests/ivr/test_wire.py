@@ -425,3 +425,15 @@ def test_busy_before_the_execute_answer(wire):
               "%%<message:yp1:true:call.execute::id=dumb/7:peerid=sip/9:targetid=sip/9")
     failure_result_of(d, BusyError)
     assert len(switchboard(wire.dispatcher)) == 0
+
+
+def test_media_on_an_outgoing_leg_waits_for_its_dumb_channel(wire):
+    from yaypm.ivr import originate
+    leg = originate(wire.dispatcher, "sip/sip:callee@127.0.0.1:5080")
+    wire.take()
+    d = leg.play("hello.au")
+    assert wire.take() == []
+    wire.feed("%%<message:yp1:true:call.execute::id=dumb/5:peerid=sip/7:targetid=sip/7")
+    assert wire.take() == ["%%>message:yp2::chan.masquerade::message=chan.attach:id=dumb/5:"
+                           "source=wave/play/hello.au:notify=dumb/5/1"]
+    assert_no_result(d)

@@ -37,7 +37,7 @@ from twisted.python.failure import Failure
 
 from yaypm import flow
 from yaypm.ivr.errors import CallEnded, DialError
-from yaypm.ivr.leg import Leg, dial
+from yaypm.ivr.leg import Leg
 from yaypm.ivr.playlist import Playlist
 
 __all__ = ["Dialog", "IvrDialogBase"]
@@ -129,7 +129,7 @@ class Dialog:
         kwargs.setdefault("caller", self.leg.caller or None)
         if remote_party:
             kwargs.setdefault("callername", remote_party)
-        d = dial(self.leg.dispatcher, target, **kwargs)
+        d = self.leg.dial(target, **kwargs)      # owned: stopped when the dialog ends
 
         async def connect() -> Leg:
             try:

@@ -363,7 +363,7 @@ class Leg:
         """Fires once our dumb channel is known (right after routing)."""
         if self.chan is not None:
             return defer.succeed(None)
-        if self.state in ("routing", "ringing") and self.direction == "incoming":
+        if self.state in ("routing", "ringing", "calling", "progressing"):
             d = self._wait(lambda: self._ready_waiters.remove(d)
                            if d in self._ready_waiters else None)
             self._ready_waiters.append(d)
@@ -922,6 +922,10 @@ def originate(dispatcher: "Dispatcher", target: str, *, caller: Optional[str] = 
         board._dial_answered(leg)
         if leg.state == "ended":
             return
+        if leg.chan:
+            waiters, leg._ready_waiters = leg._ready_waiters, []
+            for w in waiters:
+                leg._settle(w, None)
         if leg._dial_cancelled or not leg.chan:
             target_id = leg.chan or leg.id
             if target_id:
