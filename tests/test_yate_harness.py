@@ -243,7 +243,7 @@ def run_pytest(tmp_path: Path, *args: str, **env: str) -> subprocess.CompletedPr
         "import pytest\n\n@pytest.mark.yate\ndef test_needs_yate():\n    pass\n\n"
         "def test_plain():\n    pass\n")
     return subprocess.run(
-        [sys.executable, "-m", "pytest", "-p", "yaypm.testing.yate", "-p", "no:cacheprovider",
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider",
          "-rs", "-q", str(tmp_path / "test_marked.py"), *args],
         cwd=tmp_path, capture_output=True, text=True, timeout=120,
         env={**os.environ, "YAYPM_YATE_PREFIX": str(tmp_path / "none"), **env})
