@@ -341,3 +341,20 @@ def test_first_callee_to_enter_the_pin_wins(sim, apps):
     winner.hangup()
     sim.advance(1)
     apps.clean()
+
+
+def test_connection_loss_and_reconnect_on_the_simulator(sim, apps):
+    async def app(leg):
+        await leg.answer()
+        await leg.digits(count=4, timeout=None)
+
+    apps.route("100", app)
+    calls = [sim.place_call("100") for _ in range(3)]
+    sim.advance(1)
+    sim.disconnect(apps.dispatcher)
+    assert [leg.end_reason for leg in apps.legs] == ["disconnected"] * 3
+    assert not any(c.ended for c in calls)          # Yate keeps the calls meanwhile
+    sim.connect(dispatcher=apps.dispatcher)
+    sim.advance(1)
+    assert all(c.ended for c in calls)              # dropped once we are back
+    apps.clean()

@@ -437,3 +437,41 @@ def test_media_on_an_outgoing_leg_waits_for_its_dumb_channel(wire):
     assert wire.take() == ["%%>message:yp2::chan.masquerade::message=chan.attach:id=dumb/5:"
                            "source=wave/play/hello.au:notify=dumb/5/1"]
     assert_no_result(d)
+
+
+def test_connection_loss_ends_the_legs_and_reconnecting_drops_their_calls(wire):
+    results = []
+
+    async def app(leg):
+        await leg.answer()
+        try:
+            await leg.digits(count=4)
+        except CallEnded as e:
+            results.append(e.reason)
+            raise
+
+    legs, rid = incoming(wire, app)
+    wire.feed(EXECUTE, "%%<message:yp1:true:call.answered::id=dumb/1")
+    wire.take()
+    wire.conn.disconnect()
+    assert results == ["disconnected"] and legs[0].end_reason == "disconnected"
+    board = switchboard(wire.dispatcher)
+    assert len(board) == 0
+    wire.conn.reconnect()
+    # Reinstalled handlers, then the stale call dropped (enqueued: no answer awaited).
+    assert wire.take()[-1] == "%%>message:::call.drop::id=sip/1:reason=disconnected"
+    assert wire.dispatcher.pending_count() == 0
+    board.close()
+    assert "detach" not in vars(wire.dispatcher)
+
+
+def test_progress_of_an_outgoing_leg(wire):
+    from yaypm.ivr import originate
+    leg = originate(wire.dispatcher, "sip/sip:callee@127.0.0.1:5080")
+    seen = []
+    leg.on_progress(lambda kind, m: seen.append((kind, m.get("id"))))
+    wire.take()
+    wire.feed("%%<message:yp1:true:call.execute::id=dumb/5:peerid=sip/7:targetid=sip/7",
+              "%%<message::false:call.progress::id=sip/7:status=progressing:targetid=dumb/5",
+              "%%<message::true:call.ringing::id=sip/7:status=ringing:targetid=dumb/5")
+    assert seen == [("progress", "sip/7"), ("ringing", "sip/7")] and leg.state == "ringing"

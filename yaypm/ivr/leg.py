@@ -130,6 +130,7 @@ class Leg:
         self._party_gone: Optional[Dict[str, str]] = None    # the party's chan.hangup
         self._unhooking = False                   # our dumb channel is leaving on purpose
         self._answer_waiters: List[Deferred] = []
+        self._progress_listeners: List[Callable[[str, Any], Any]] = []
         self._dial_cancelled = False
         self.started = self.clock.seconds()
 
@@ -205,6 +206,7 @@ class Leg:
             if not d.called:
                 d.errback(Failure(exc))
         self._ready_waiters.clear()
+        self._progress_listeners.clear()
         self.keypad.reset()
 
     def _reason(self) -> str:
@@ -315,7 +317,23 @@ class Leg:
 
     def _remote_progress(self, msg: "Message") -> None:
         if self.direction == "outgoing" and not self.is_answered and self.state != "ended":
-            self.state = "progressing" if msg.name == "call.progress" else "ringing"
+            kind = "progress" if msg.name == "call.progress" else "ringing"
+            self.state = "progressing" if kind == "progress" else "ringing"
+            for callback in list(self._progress_listeners):
+                try:
+                    callback(kind, msg)
+                except Exception:
+                    self.log.failure("Progress listener failed on {chan}", chan=self.id)
+
+    def on_progress(self, callback: Callable[[str, "Message"], Any]) -> Callable[[], None]:
+        """Call ``callback(kind, message)`` when an outgoing leg rings (``ringing``, SIP 180)
+        or gets early media (``progress``, 183); returns a function removing it."""
+        self._progress_listeners.append(callback)
+
+        def remove() -> None:
+            if callback in self._progress_listeners:
+                self._progress_listeners.remove(callback)
+        return remove
 
     def _dtmf(self, msg: "Message") -> bool:
         """A chan.dtmf from our party; the answer: consume it while we hold the party."""
@@ -487,6 +505,9 @@ class Leg:
         return d
 
     def _drop(self, target: str, reason: str) -> None:
+        if self.board.offline:                   # dropped when the connection is back
+            self._end(reason)
+            return
         m = self.dispatcher.msg("call.drop", {"id": target, "reason": reason})
 
         def dropped(processed: bool) -> None:

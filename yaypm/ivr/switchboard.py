@@ -180,6 +180,15 @@ class Switchboard:
             d.watcher("call.progress", self._on_progress),
         ]
         self._route_reg: Optional["Registration"] = None
+        # Connection loss: the legs end here (nobody will tell us about them any more) and their
+        # calls, which Yate keeps, are dropped once we are back.  The dispatcher has no hook
+        # for this, so its attach/detach are wrapped on the instance (undone by close()).
+        self.offline = False
+        self._stale: List[str] = []
+        self._orig_attach = dispatcher.attach
+        self._orig_detach = dispatcher.detach
+        dispatcher.attach = self._attach            # type: ignore[method-assign]
+        dispatcher.detach = self._detach            # type: ignore[method-assign]
 
     def __len__(self) -> int:
         return len(self.live)
@@ -190,9 +199,36 @@ class Switchboard:
             return os.path.join(self.media_root, name)
         return name
 
+    def _detach(self, reason: Any = None) -> None:
+        self.connection_lost(reason)
+        self._orig_detach(reason)
+
+    def _attach(self, write: Callable[[str], None]) -> None:
+        self._orig_attach(write)
+        self.offline = False
+        stale, self._stale = self._stale, []
+        for cid in stale:
+            try:
+                self.dispatcher.msg("call.drop", {"id": cid, "reason": "disconnected"}).enqueue()
+            except Exception:
+                self.log.failure("Dropping {chan} after reconnecting failed", chan=cid)
+
+    def connection_lost(self, reason: Any = None) -> None:
+        """The connection to Yate is gone: every live leg ends (``disconnected``) and its call
+        is remembered, to be dropped once the dispatcher is attached again."""
+        self.offline = True
+        for leg in list(self.live):
+            cid = leg.id or leg.chan
+            if cid and len(self._stale) < 100000:
+                self._stale.append(cid)
+            leg._end("disconnected")
+
     def close(self) -> None:
         """Remove the switchboard's handlers and routes (live legs are left as they are)."""
         self.closed = True
+        for name in ("attach", "detach"):
+            if name in vars(self.dispatcher):
+                delattr(self.dispatcher, name)
         for reg in self._regs:
             reg.cancel()
         self._regs = []
