@@ -53,7 +53,7 @@ def wire() -> Wire:
     return Wire()
 
 
-def assert_clean(sim, dispatcher) -> None:
+def _assert_clean(sim, dispatcher) -> None:
     """Nothing left behind: no leg, no wait, no timer, no unanswered message, no channel."""
     from yaypm.ivr import switchboard
     board = switchboard(dispatcher)
@@ -85,9 +85,16 @@ class Apps:
         return route(self.dispatcher, called, wrapped)
 
     def clean(self) -> None:
-        assert_clean(self.sim, self.dispatcher)
+        _assert_clean(self.sim, self.dispatcher)
 
 
 @pytest.fixture
 def apps(sim) -> Apps:
     return Apps(sim)
+
+
+@pytest.fixture
+def assert_clean():
+    """``assert_clean(sim, dispatcher)``: nothing left behind (a fixture: test modules of
+    several folders cannot all import their own ``conftest``)."""
+    return _assert_clean

@@ -6,7 +6,6 @@ from yaypm.ivr import Dialog, IvrDialogBase, route
 from yaypm.prompts import digit_prompt, prompt
 from yaypm.testing.simulator import answer, busy
 
-from conftest import assert_clean
 
 WELCOME = prompt("welcome")
 BEEP = prompt("beep")
@@ -43,7 +42,7 @@ class Recorder(Dialog):
         self.events.append("bye")
 
 
-def test_events_in_sems_order_and_caller_bye(sim):
+def test_events_in_sems_order_and_caller_bye(sim, assert_clean):
     Recorder.events = events = []
     d = sim.connect(lambda disp: route(disp, "100", Recorder))
     call = sim.place_call("100", caller="alice")
@@ -60,7 +59,7 @@ def test_events_in_sems_order_and_caller_bye(sim):
     assert_clean(sim, d)
 
 
-def test_flush_stops_the_current_prompt_and_bye_ends_without_on_bye(sim):
+def test_flush_stops_the_current_prompt_and_bye_ends_without_on_bye(sim, assert_clean):
     Recorder.events = events = []
     d = sim.connect(lambda disp: route(disp, "100", Recorder))
     call = sim.place_call("100")
@@ -74,7 +73,7 @@ def test_flush_stops_the_current_prompt_and_bye_ends_without_on_bye(sim):
     assert_clean(sim, d)
 
 
-def test_record_item_until_flush(sim, tmp_path):
+def test_record_item_until_flush(sim, tmp_path, assert_clean):
     path = str(tmp_path / "msg.au")
 
     class Rec(IvrDialogBase):
@@ -99,7 +98,7 @@ def test_record_item_until_flush(sim, tmp_path):
     assert_clean(sim, d)
 
 
-def test_handler_exception_ends_the_call(sim):
+def test_handler_exception_ends_the_call(sim, assert_clean):
     class Broken(Dialog):
         def onSessionStart(self):
             raise KeyError("bug")
@@ -111,7 +110,7 @@ def test_handler_exception_ends_the_call(sim):
     assert_clean(sim, d)
 
 
-def test_connect_callee_and_terminate_other_leg(sim):
+def test_connect_callee_and_terminate_other_leg(sim, assert_clean):
     bob = sim.endpoint("bob", answer(after=1))
     replies = []
 
@@ -144,7 +143,7 @@ def test_connect_callee_and_terminate_other_leg(sim):
     assert_clean(sim, d)
 
 
-def test_callee_hangs_up_reports_other_bye(sim):
+def test_callee_hangs_up_reports_other_bye(sim, assert_clean):
     bob = sim.endpoint("bob", answer(hangup_after=1))
     events = []
 
@@ -166,7 +165,7 @@ def test_callee_hangs_up_reports_other_bye(sim):
     assert_clean(sim, d)
 
 
-def test_connect_callee_busy_reports_the_code(sim):
+def test_connect_callee_busy_reports_the_code(sim, assert_clean):
     bob = sim.endpoint("bob", busy())
     replies = []
 

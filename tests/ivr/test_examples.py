@@ -12,7 +12,6 @@ from yaypm.prompts import PROMPTS_DIR, digit_prompt, prompt
 from yaypm.testing import success_result_of
 from yaypm.testing.simulator import answer, busy, noanswer
 
-from conftest import assert_clean
 
 
 def play(name):
@@ -27,7 +26,7 @@ def test_prompts_are_small_and_cover_the_examples():
         assert os.path.exists(digit_prompt(key))
 
 
-def test_keyecho_says_back_each_key(sim):
+def test_keyecho_says_back_each_key(sim, assert_clean):
     d = sim.connect(keyecho.start)
     call = sim.place_call("echo")
     sim.advance(2)
@@ -40,7 +39,7 @@ def test_keyecho_says_back_each_key(sim):
     assert_clean(sim, d)
 
 
-def test_menu_retries_invalid_input_and_silence_then_transfers(sim):
+def test_menu_retries_invalid_input_and_silence_then_transfers(sim, assert_clean):
     sales = sim.endpoint("sales", answer())
     d = sim.connect(menu.start)
     call = sim.place_call("menu")
@@ -60,7 +59,7 @@ def test_menu_retries_invalid_input_and_silence_then_transfers(sim):
     assert_clean(sim, d)
 
 
-def test_menu_gives_up_after_three_tries(sim):
+def test_menu_gives_up_after_three_tries(sim, assert_clean):
     d = sim.connect(menu.start)
     call = sim.place_call("menu")
     sim.advance(60)
@@ -70,7 +69,7 @@ def test_menu_gives_up_after_three_tries(sim):
     assert_clean(sim, d)
 
 
-def test_menu_to_voicemail(sim, tmp_path, monkeypatch):
+def test_menu_to_voicemail(sim, tmp_path, monkeypatch, assert_clean):
     monkeypatch.setattr(voicemail, "RECORDINGS", str(tmp_path))
     d = sim.connect(lambda disp: menu.start(disp))
     call = sim.place_call("menu")
@@ -86,7 +85,7 @@ def test_menu_to_voicemail(sim, tmp_path, monkeypatch):
     assert_clean(sim, d)
 
 
-def test_voicemail_records_and_plays_back(sim, tmp_path):
+def test_voicemail_records_and_plays_back(sim, tmp_path, assert_clean):
     d = sim.connect(lambda disp: voicemail.start(disp))
     voicemail_dir = str(tmp_path)
     from yaypm.ivr import route
@@ -104,7 +103,7 @@ def test_voicemail_records_and_plays_back(sim, tmp_path):
     assert_clean(sim, d)
 
 
-def test_voicemail_without_a_message(sim, tmp_path):
+def test_voicemail_without_a_message(sim, tmp_path, assert_clean):
     from yaypm.ivr import route
     d = sim.connect()
     route(d, "vm", lambda leg: voicemail.voicemail(leg, folder=str(tmp_path)))
@@ -119,7 +118,7 @@ def test_voicemail_without_a_message(sim, tmp_path):
 @pytest.mark.parametrize("behaviour,outcome", [(answer(after=2), "delivered"),
                                                (busy(), "busy"),
                                                (noanswer(), "noanswer")])
-def test_reminder_outbound_call(sim, behaviour, outcome):
+def test_reminder_outbound_call(sim, behaviour, outcome, assert_clean):
     bob = sim.endpoint("bob", behaviour)
     d = sim.connect()
     result = defer.ensureDeferred(reminder.remind(d, "sip/" + bob.uri, ring_seconds=10))
@@ -132,7 +131,7 @@ def test_reminder_outbound_call(sim, behaviour, outcome):
     assert_clean(sim, d)
 
 
-def test_reminder_callee_hangs_up_early(sim):
+def test_reminder_callee_hangs_up_early(sim, assert_clean):
     bob = sim.endpoint("bob", answer(hangup_after=1))
     d = sim.connect()
     result = defer.ensureDeferred(reminder.remind(d, "sip/" + bob.uri))

@@ -13,7 +13,6 @@ from yaypm.ivr import (BridgeError, CallEnded, DialError, DigitTimeoutError, rou
 from yaypm.prompts import digit_prompt, prompt
 from yaypm.testing.simulator import answer, busy, noanswer
 
-from conftest import assert_clean
 
 MENU = prompt("menu")
 BEEP = prompt("beep")
@@ -79,7 +78,7 @@ def rich_flow(outcomes, rec_dir):
     return app
 
 
-def test_thousand_callers_hang_up_at_random_points(sim, tmp_path):
+def test_thousand_callers_hang_up_at_random_points(sim, tmp_path, assert_clean):
     rng = random.Random(20240606)
     outcomes = defaultdict_int()
     sim.endpoint("ok", answer(after=0.5))
@@ -130,7 +129,7 @@ def test_thousand_callers_hang_up_at_random_points(sim, tmp_path):
     assert d._handlers == {} and d._watchers == {} and d.waiting_count() == 0
 
 
-def test_two_thousand_concurrent_legs(sim_factory):
+def test_two_thousand_concurrent_legs(sim_factory, assert_clean):
     sim = sim_factory(wire_log=False)
     d = sim.connect()
     done = []

@@ -38,8 +38,9 @@ Outgoing calls
     attributes ``id`` (party channel), ``chan`` (our dumb channel), ``direction``, ``state``,
     ``is_answered``, ``caller``/``called``/``callername``/``billid``, ``params``, ``peer``,
     ``room``, ``end_reason``, ``end_params``, ``alive``, ``app``, ``keypad``;
-    ``ended`` (property: new Deferred[str] with the end reason);
-    ``answered() -> Deferred[Leg]``, ``answer()``, ``progress()``, ``ringing()``, ``hangup(reason="normal") -> Deferred[str]``,
+    ``ended`` (property: new Deferred[str] with the end reason), ``on_progress(cb)``;
+    ``answered() -> Deferred[Leg]``, ``answer()``, ``progress()``, ``ringing()``,
+    ``hangup(reason="normal") -> Deferred[str]``,
     ``reject(code_or_reason=486)``;
     ``play(files, barge_in=False) -> Deferred[key|None]``, ``tone(name, duration=None)``,
     ``record(file, max_seconds=None, maxlen=None, terminators="#", flush=True)
@@ -66,8 +67,8 @@ from yaypm.ivr.routing import Route, route, run_app
 from yaypm.ivr.switchboard import Switchboard, switchboard
 
 __all__ = [
-    "Leg", "Call", "Joined", "dial", "originate", "Playlist", "route", "Route", "run_app", "Switchboard",
-    "switchboard", "RecordResult", "IVRError", "CallEnded", "MediaError", "DialError",
-    "BusyError", "NoAnswerError", "RejectedError", "BridgeError", "DigitTimeoutError", "Dialog",
-    "IvrDialogBase",
+    "Leg", "Call", "Joined", "dial", "originate", "Playlist", "route", "Route", "run_app",
+    "Switchboard", "switchboard", "RecordResult", "IVRError", "CallEnded", "MediaError",
+    "DialError", "BusyError", "NoAnswerError", "RejectedError", "BridgeError",
+    "DigitTimeoutError", "Dialog", "IvrDialogBase",
 ]

@@ -75,7 +75,7 @@ class Dialog:
         self._bye_sent = False
         self._done: Optional[Deferred] = None
 
-    # -- event handlers (override) ---------------------------------------------------------------
+    # -- event handlers (override) ----------------------------------------------------------------
     def onStart(self) -> None:
         """The call arrived (before it is answered)."""
 
@@ -97,7 +97,7 @@ class Dialog:
     def onOtherBye(self) -> None:
         """The callee hung up."""
 
-    # -- session control ---------------------------------------------------------------------------
+    # -- session control --------------------------------------------------------------------------
     def bye(self) -> None:
         """End the call (BYE, or CANCEL-like rejection when not answered)."""
         self._bye_sent = True
@@ -108,7 +108,7 @@ class Dialog:
     terminateLeg = bye
     stopSession = bye
 
-    # -- media -----------------------------------------------------------------------------------------
+    # -- media ------------------------------------------------------------------------------------
     def enqueue(self, audio_play: Any, audio_rec: Any) -> None:
         """Add an item to the playlist: play ``audio_play`` (a file), record into ``audio_rec``
         while it plays (with no play part, the recording lasts until ``flush()``)."""
@@ -118,7 +118,7 @@ class Dialog:
         """Empty the playlist and stop what plays or records now (no ``onEmptyQueue``)."""
         self.playlist.flush()
 
-    # -- B2B ---------------------------------------------------------------------------------------------
+    # -- B2B --------------------------------------------------------------------------------------
     def connectCallee(self, remote_party: Optional[str], remote_uri: Optional[str],
                       **kwargs: Any) -> Deferred:
         """Call ``remote_uri`` (``sip:bob@host`` or a Yate callto / number) and bridge the caller
@@ -174,7 +174,7 @@ class Dialog:
                 await callee.hangup("normal")
         return Deferred.fromCoroutine(terminate())
 
-    # -- running ---------------------------------------------------------------------------------------
+    # -- running ----------------------------------------------------------------------------------
     @classmethod
     def serve(cls, leg: Leg) -> Deferred:
         """The app for :func:`~yaypm.ivr.routing.route`: run one dialog on ``leg``."""

@@ -134,7 +134,7 @@ class Leg:
         self._dial_cancelled = False
         self.started = self.clock.seconds()
 
-    # -- identity -----------------------------------------------------------------------------
+    # -- identity ---------------------------------------------------------------------------------
     @property
     def caller(self) -> str:
         return self.params.get("caller", "")
@@ -158,7 +158,7 @@ class Leg:
     def __repr__(self) -> str:
         return f"<Leg {self.id} via {self.chan} {self.state}>"
 
-    # -- ending -------------------------------------------------------------------------------
+    # -- ending -----------------------------------------------------------------------------------
     @property
     def ended(self) -> Deferred[str]:
         """A new Deferred firing with the end reason when the leg is gone (at once if it is).
@@ -235,7 +235,7 @@ class Leg:
             code = _PHRASE_CODES.get(party.get("reason", ""))   # e.g. 408 Request Timeout
         return dial_error(self.target or "", reason, code, status)
 
-    # -- messages from the switchboard -------------------------------------------------------------
+    # -- messages from the switchboard ------------------------------------------------------------
     def _executed(self, msg: "Message") -> None:
         """The call.execute watch after our route answer: it names our dumb channel (§3.1)."""
         chan = msg.get("peerid") or msg.get("targetid")
@@ -342,7 +342,7 @@ class Leg:
             self.keypad.received(msg.get("text", ""))
         return on_ivr
 
-    # -- waits ----------------------------------------------------------------------------------
+    # -- waits ------------------------------------------------------------------------------------
     def _wait(self, cleanup: Optional[Callable[[], None]] = None) -> Deferred:
         """A pending Deferred failed with CallEnded when the leg ends; ``cleanup`` runs when it
         is cancelled or the leg ends (not when it is settled)."""
@@ -389,7 +389,7 @@ class Leg:
         return defer.fail(IVRError(f"leg {self.id} has no dumb channel ({self.state}); "
                                    f"media needs the leg back on the IVR"))
 
-    # -- the message queue -----------------------------------------------------------------------
+    # -- the message queue ------------------------------------------------------------------------
     def _control(self, name: str, attrs: Dict[str, Any]) -> Deferred:
         """Send a message for this leg after the previous one was answered; fires with the
         answered Message.  Cancelling an unsent message removes it; a sent one stays sent."""
@@ -449,7 +449,7 @@ class Leg:
         attrs.update(params)
         return self._control("chan.masquerade", attrs)
 
-    # -- call control ---------------------------------------------------------------------------
+    # -- call control -----------------------------------------------------------------------------
     def answer(self) -> Deferred[None]:
         """Answer the call (SIP 200 OK): ``chan.masquerade message=call.answered`` (B1)."""
         return self._guard(self._answer)
@@ -550,7 +550,7 @@ class Leg:
         if self._drop_after_route is not None:
             self.hangup(self._drop_after_route)
 
-    # -- media ----------------------------------------------------------------------------------
+    # -- media ------------------------------------------------------------------------------------
     def play(self, files: Union[str, Sequence[str]], barge_in: bool = False) -> Deferred:
         """Play one file or a list in order; fires at the end of the last one.
 
@@ -665,7 +665,7 @@ class Leg:
         the leg's other messages); fires with Yate's answer."""
         return self._guard(lambda: self._masquerade("chan.attach", **params))
 
-    # -- DTMF -----------------------------------------------------------------------------------
+    # -- DTMF -------------------------------------------------------------------------------------
     def digits(self, count: Optional[int] = None, timeout: Optional[float] = 10.0,
                interdigit: Optional[float] = 5.0, terminator: Optional[str] = "#",
                prompt: Union[None, str, Sequence[str]] = None,
@@ -725,7 +725,7 @@ class Leg:
         return self._guard(lambda: self._control("chan.dtmf", attrs)
                            .addCallback(lambda _: None))
 
-    # -- time -----------------------------------------------------------------------------------
+    # -- time -------------------------------------------------------------------------------------
     def sleep(self, seconds: float) -> Deferred[None]:
         """Wait ``seconds`` on the leg's clock; errbacks CallEnded if the leg ends first."""
         def make() -> Deferred[None]:
@@ -735,7 +735,7 @@ class Leg:
             return d
         return self._guard(make)
 
-    # -- connecting legs ---------------------------------------------------------------------------
+    # -- connecting legs --------------------------------------------------------------------------
     def bridge(self, other: "Leg") -> Deferred[None]:
         """Connect this leg's party to ``other``'s directly (``chan.connect``, pbx; trace D1).
 
@@ -873,7 +873,7 @@ class Leg:
             if child.alive and child.state != "bridged":
                 child.hangup("normal")
 
-    # -- private helpers for signals ----------------------------------------------------------------
+    # -- private helpers for signals --------------------------------------------------------------
     async def _signal(self, message: str, state: str) -> None:
         await self._ready()
         m = await self._masquerade(message)

@@ -100,7 +100,7 @@ class Media:
         self._sent = leg._control("chan.masquerade", attrs)
         self._sent.addCallbacks(self._answered, self._send_failed)
 
-    # -- outcomes ------------------------------------------------------------------------------
+    # -- outcomes ---------------------------------------------------------------------------------
     def _answered(self, m: Any) -> None:
         previous, self._previous = self._previous, None
         if previous is not None:
@@ -144,7 +144,7 @@ class Media:
         self._detach()
         self._settle("stopped")
 
-    # -- plumbing ----------------------------------------------------------------------------------
+    # -- plumbing ---------------------------------------------------------------------------------
     def _settle(self, outcome: str) -> None:
         self._done = True
         self._unregister()
