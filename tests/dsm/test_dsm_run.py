@@ -139,3 +139,28 @@ async def test_dsm_run_process_routes_reloads_on_sighup_and_over_xmlrpc(tmp_path
         await port.stopListening()
     text = (tmp_path / "run.log").read_text()
     assert "DSM reload: DSMs reloaded" in text and "Traceback" not in text, text
+
+
+@pytest_twisted.ensureDeferred
+async def test_dsm_service_connects_runs_a_call_and_stops(tmp_path):
+    from twisted.internet import reactor
+
+    from yaypm.dsm import Engine
+    from yaypm.dsm.yate import DSMRunner, DSMService
+    sim = Simulator(clock=reactor)
+    port = await sim.listen("tcp:0:interface=127.0.0.1")
+    engine = Engine(write_conf(tmp_path))
+    engine.load()
+    service = DSMService(DSMRunner(engine), f"tcp:127.0.0.1:{port.getHost().port}")
+    service.startService()
+    try:
+        await _until(lambda: any("call.route" in h for h in sim.handlers().values()),
+                     what="the call.route install")
+        call = sim.place_call("600")
+        await _until(lambda: call.ended, what="the call")
+        assert call.heard() == [wave("beep.au")]
+    finally:
+        await service.stopService()
+        sim.close()
+        await port.stopListening()
+    assert not service.running and service.runner._route is None

@@ -145,7 +145,6 @@ def cmd_run(args: argparse.Namespace) -> int:
     log = Logger(namespace="yaypm.dsm.run")
 
     async def main(reactor: object) -> None:
-        from yaypm.connectors import connect_service
         from yaypm.monitor import start_monitor
         from yaypm.monitor.dsm_bridge import EngineControl
 
@@ -166,10 +165,13 @@ def cmd_run(args: argparse.Namespace) -> int:
                     raise ControlError(code, msg)
                 return msg
 
-        service = connect_service(reactor, args.connect, runner.attach,  # type: ignore
-                                  role=args.role)
+        from .yate import DSMService
+        dsm_service = DSMService(runner, args.connect, role=args.role,  # type: ignore
+                                 reactor=reactor)
+        dsm_service.startService()
         reactor.addSystemEventTrigger("before", "shutdown",  # type: ignore[attr-defined]
-                                      service.stopService)
+                                      dsm_service.stopService)
+        service = dsm_service.connection
         log.info("DSM: running {apps} on {endpoint}",
                  apps=", ".join(sorted(runner.engine.app_set.apps)),  # type: ignore
                  endpoint=args.connect)
@@ -186,7 +188,6 @@ def cmd_run(args: argparse.Namespace) -> int:
         def hup(signum: int, frame: object) -> None:
             reactor.callFromThread(runner.reload)  # type: ignore
         signal.signal(signal.SIGHUP, hup)
-        runner.start_system_dsms()  # type: ignore[attr-defined]
         await defer.Deferred()          # until the reactor stops (SIGINT/SIGTERM)
 
     task.react(lambda reactor: defer.Deferred.fromCoroutine(main(reactor)))

@@ -32,6 +32,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Deque, Optional
 
+from twisted.application.service import Service
 from twisted.internet import defer
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
@@ -53,7 +54,7 @@ if TYPE_CHECKING:
     from .config import DSMApplicationSet, Engine
     from .runtime import Session
 
-__all__ = ["LegBackend", "DSMRunner", "RouteTable", "reply_reason", "KEY_CODES"]
+__all__ = ["LegBackend", "DSMRunner", "DSMService", "RouteTable", "reply_reason", "KEY_CODES"]
 
 log = Logger(namespace="yaypm.dsm.yate")
 
@@ -1012,3 +1013,40 @@ class DSMRunner:
 
     def active_calls(self) -> int:
         return len(self.backends)
+
+
+class DSMService(Service):
+    """A `DSMRunner` on a reconnecting connection to Yate, as a Twisted application service.
+
+    `endpoint` is a client endpoint string (`tcp:127.0.0.1:5039`); `role` as for
+    `yaypm.connectors.connect_service`. Starting connects (with backoff) and starts the
+    system DSMs once; stopping closes the connection and the runner's routes.
+    """
+
+    def __init__(self, runner: DSMRunner, endpoint: str, role: Optional[str] = None,
+                 reactor: Any = None) -> None:
+        self.runner = runner
+        self.endpoint = endpoint
+        self.role = role
+        self._reactor = reactor
+        self.connection: Any = None
+        self._systems_started = False
+
+    def startService(self) -> None:
+        from yaypm.connectors import connect_service
+        super().startService()
+        reactor = self._reactor
+        if reactor is None:
+            from twisted.internet import reactor as default_reactor
+            reactor = default_reactor
+        self.connection = connect_service(reactor, self.endpoint, self.runner.attach,
+                                          role=self.role)
+        if not self._systems_started:
+            self._systems_started = True
+            self.runner.start_system_dsms()
+
+    def stopService(self) -> Any:
+        super().stopService()
+        self.runner.close()
+        connection, self.connection = self.connection, None
+        return connection.stopService() if connection is not None else None
