@@ -721,3 +721,23 @@ def test_dialout_without_a_connection_sets_errno(sim):
     h.runner.dispatcher = h.dispatcher
     h.clean()
     assert call.ended
+
+
+def test_connection_loss_ends_the_sessions_and_reconnect_serves_new_calls(sim):
+    h = Harness(sim, {"ivr": IVR}, routes={"ivr": "100"})
+    old = sim.place_call("100")
+    sim.advance(1)
+    sim.disconnect(h.dispatcher)
+    sim.advance(0.1)
+    # The session saw its leg go ("hangup") and ended; its registry record is finished.
+    assert h.engine.registry.sessions == {} and h.runner.backends == set()
+    assert h.record()["dsm_state"] == "END" and not h.registry.active
+    sim.connect(dispatcher=h.dispatcher)         # the reconnecting client's next connection
+    sim.advance(0.5)
+    assert old.ended                             # dropped once we are back
+    new = sim.place_call("100")
+    sim.advance(1)
+    new.send_dtmf("42#", interval=0.1)
+    sim.advance(2)
+    assert new.ended and new.heard()[-1] == wave("one.au")
+    h.clean()

@@ -108,7 +108,7 @@ def assert_clean(h: Harness) -> None:
     """Nothing left behind: sessions, backends, registry entries, legs, waits, timers."""
     board = switchboard(h.dispatcher)
     assert h.engine.registry.sessions == {}, h.engine.registry.sessions
-    assert h.runner.backends == set() and h.runner._by_leg == {} and h.runner._rooms == {}
+    assert h.runner.backends == set() and h.runner._rooms == {}
     assert h.registry.active == {}, h.registry.active
     assert len(board) == 0, board.live
     assert board.legs == {} and board._tags == {} and board._retired == {}

@@ -39,7 +39,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from yaypm.ivr.errors import CallEnded, DialError, code_for_reason, reason_for_code
-from yaypm.ivr.leg import Leg, dial as ivr_dial
+from yaypm.ivr.leg import Leg, originate
 from yaypm.ivr.media import bytes_per_second
 from yaypm.ivr.routing import Route, route
 from yaypm.ivr.switchboard import DEFAULT_PRIORITY, switchboard
@@ -48,7 +48,7 @@ from .backend import DialRequest, MediaError
 from .config import conf_list
 
 if TYPE_CHECKING:
-    from yaypm.dispatcher import Dispatcher, Message, Registration
+    from yaypm.dispatcher import Dispatcher, Message
     from yaypm.registry import CallRegistry
 
     from .config import DSMApplicationSet, Engine
@@ -108,27 +108,11 @@ def _display_name(party: str) -> str:
     return head if "<" in party else ""
 
 
-def _dial_leg(dispatcher: Dispatcher, target: str, **kw: Any) -> tuple[Optional[Leg], Deferred]:
-    """Place a call; returns the Leg at once (CANCEL, DTMF and progress before the answer)
-    and a Deferred firing with it once answered (or failing with the dial error).
-    `yaypm.ivr.originate` where the IVR layer has it (.notes/ivr-requests.md #1); otherwise
-    the leg of `yaypm.ivr.dial` is found by its pending dial Deferred."""
-    from yaypm.ivr import leg as ivr_leg
-    originate = getattr(ivr_leg, "originate", None)
-    if originate is not None:
-        leg = originate(dispatcher, target, **kw)
-        return leg, leg.answered()
-    d = ivr_dial(dispatcher, target, **kw)
-    for leg in switchboard(dispatcher).live:
-        if getattr(leg, "_dial_wait", None) is d:
-            return leg, d
-    return None, d
-
-
-def _is_answered(leg: Leg) -> bool:
-    """`Leg.is_answered` (the IVR layer's new name) or the older `Leg.answered` flag."""
-    flag = getattr(leg, "is_answered", None)
-    return bool(leg.answered if flag is None else flag)
+def _originate(dispatcher: Dispatcher, target: str, **kw: Any) -> tuple[Leg, Deferred]:
+    """Place a call: the Leg at once (CANCEL, DTMF and progress before the answer) and a
+    Deferred firing with it once answered (or failing with the dial error)."""
+    leg = originate(dispatcher, target, **kw)
+    return leg, leg.answered()
 
 
 def _ignore_ended(f: Failure) -> None:
@@ -366,11 +350,11 @@ class LegBackend:
             self._feed(_ev_hangup, "", "")
         self._check_finished()
 
-    def _remote_progress(self, msg: Message) -> None:
-        """call.ringing / call.progress for this outbound leg (or its B2B callee)."""
+    def _remote_progress(self, kind: str, msg: Message) -> None:
+        """The outbound leg rings (`call.ringing`) or has early media (`call.progress`)."""
         if self.direction != "out" or self._started:
             return
-        if msg.name == "call.progress":
+        if kind == "progress":
             self._feed(_ev_early)
         else:
             self._feed(_ev_ringing, 180, "Ringing", msg.get("earlymedia") == "true")
@@ -428,7 +412,7 @@ class LegBackend:
         self._own_end = True
         if self.direction == "out" and not self._started:
             self._cancel_dial()
-        elif self.direction == "in" and not _is_answered(self.leg):
+        elif self.direction == "in" and not self.leg.is_answered:
             self.leg.reject(487)
         else:
             self.leg.hangup("normal")
@@ -448,7 +432,7 @@ class LegBackend:
         self._own_end = True
         if self.direction == "out" and not self._started:
             self._cancel_dial()
-        elif self.direction == "in" and not _is_answered(self.leg):
+        elif self.direction == "in" and not self.leg.is_answered:
             self.leg.reject(500)
         else:
             self.leg.hangup("normal")
@@ -512,7 +496,7 @@ class LegBackend:
             return False
         if self.direction == "out":
             return self._started
-        return _is_answered(leg) or leg.state == "progressing"
+        return leg.is_answered or leg.state == "progressing"
 
     def _kick(self) -> None:
         """Start the head item if nothing plays and the leg can hear it."""
@@ -687,12 +671,11 @@ class LegBackend:
         uri = remote_uri or f"sip:{self.leg.called}"
         target = "sip/" + uri if uri.startswith(("sip:", "sips:")) else uri
         self.b2b_terminate_other()
-        callee, d = _dial_leg(dispatcher, target, caller=self.leg.caller or None,
-                              callername=_display_name(remote_party) or None,
-                              timeout=self.runner.dialout_timeout)
+        callee, d = _originate(dispatcher, target, caller=self.leg.caller or None,
+                               callername=_display_name(remote_party) or None,
+                               timeout=self.runner.dialout_timeout)
         self._b2b_leg, self._b2b_dial = callee, d
-        if callee is not None:
-            self.runner._by_leg[callee] = self
+        callee.on_progress(lambda kind, msg: self._b2b_progress(callee, kind, msg))
         d.addCallbacks(self._b2b_answered, self._b2b_failed, errbackArgs=(callee,))
         return None
 
@@ -712,9 +695,7 @@ class LegBackend:
         self.flush_playlist()
         self.leg.bridge(callee).addErrback(_ignore_ended)
 
-    def _b2b_failed(self, f: Failure, callee: Optional[Leg]) -> None:
-        if callee is not None:
-            self.runner._by_leg.pop(callee, None)
+    def _b2b_failed(self, f: Failure, callee: Leg) -> None:
         if self._b2b_leg is not callee:
             return                                 # terminated by us meanwhile
         if f.check(DialError):
@@ -727,13 +708,14 @@ class LegBackend:
             self._b2b_leg = self._b2b_dial = None
 
     def _b2b_bye(self, reason: str, callee: Leg) -> None:
-        self.runner._by_leg.pop(callee, None)
         if self._b2b_leg is callee:
             self._b2b_leg = self._b2b_dial = None
             self._b2b_event("B2B.otherBye", hdrs="")
 
-    def _b2b_progress(self, msg: Message) -> None:
-        if msg.name == "call.ringing":
+    def _b2b_progress(self, callee: Leg, kind: str, msg: Message) -> None:
+        if self._b2b_leg is not callee:
+            return
+        if kind == "ringing":
             self._b2b_event("B2B.otherReply", code="180", reason="Ringing", hdrs="")
         else:
             self._b2b_event("B2B.otherReply", code="183", reason="Session Progress", hdrs="")
@@ -745,7 +727,6 @@ class LegBackend:
             if d is not None and not d.called:
                 d.cancel()
             return
-        self.runner._by_leg.pop(callee, None)
         if d is not None and not d.called:
             callee.hangup("cancelled")             # still ringing: CANCEL
             return
@@ -837,10 +818,8 @@ class DSMRunner:
         self._clock = clock
         self.dispatcher: Optional[Dispatcher] = None
         self.backends: set[LegBackend] = set()
-        self._by_leg: dict[Leg, LegBackend] = {}      # outbound legs and B2B callees
         self._rooms: dict[str, set[LegBackend]] = {}
         self._route: Optional[Route] = None
-        self._regs: list[Registration] = []
         self._table: Optional[RouteTable] = None
         self._table_for: Any = None
         self._logged_errors: Any = None
@@ -877,8 +856,6 @@ class DSMRunner:
         if self.media_root is not None:
             board.media_root = self.media_root
         self._route = route(dispatcher, self._claims, self._serve, priority=self.priority)
-        self._regs = [dispatcher.watcher("call.ringing", self._on_progress),
-                      dispatcher.watcher("call.progress", self._on_progress)]
         table = self.routes()
         self.log.info("DSM routes: {routes}", routes=", ".join(table.describe()) or "none")
 
@@ -889,9 +866,6 @@ class DSMRunner:
         if self._route is not None:
             self._route.cancel()
             self._route = None
-        for reg in self._regs:
-            reg.cancel()
-        self._regs = []
 
     def start_system_dsms(self) -> list[Session]:
         return self.engine.start_system_dsms()
@@ -961,30 +935,15 @@ class DSMRunner:
         uri = request.target_uri
         target = uri if "/" in uri.split(":", 1)[0] else "sip/" + uri
         params = _headers_params(request.headers)
-        leg, dd = _dial_leg(d, target, caller=request.caller,
-                            callername=_display_name(request.from_) or None,
-                            timeout=self.dialout_timeout, called=request.callee, **params)
-        if leg is None:
-            dd.addErrback(lambda f: None)
-            raise MediaError("dlg", "the call could not be placed")
+        leg, dd = _originate(d, target, caller=request.caller,
+                             callername=_display_name(request.from_) or None,
+                             timeout=self.dialout_timeout, called=request.callee, **params)
         backend = LegBackend(self, leg, "out")
         backend._dial = dd
-        self._by_leg[leg] = backend
+        leg.on_progress(backend._remote_progress)
         dd.addCallbacks(backend._dialled, backend._dial_failed)
         self.stats["dialouts"] += 1
         return backend
-
-    def _on_progress(self, msg: Message) -> None:
-        if self.dispatcher is None:
-            return
-        leg = switchboard(self.dispatcher).legs.get(msg.get("id", ""))
-        backend = self._by_leg.get(leg) if leg is not None else None
-        if backend is None:
-            return
-        if backend.leg is leg:
-            backend._remote_progress(msg)
-        else:
-            backend._b2b_progress(msg)
 
     # -- bookkeeping ------------------------------------------------------------------------
     def _adopt(self, backend: LegBackend) -> None:
@@ -992,8 +951,6 @@ class DSMRunner:
 
     def _forget(self, backend: LegBackend) -> None:
         self.backends.discard(backend)
-        if backend.leg is not None and self._by_leg.get(backend.leg) is backend:
-            del self._by_leg[backend.leg]
 
     def _entered_room(self, backend: LegBackend, room: str) -> None:
         self._rooms.setdefault(room, set()).add(backend)
