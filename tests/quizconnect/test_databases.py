@@ -14,7 +14,7 @@ from twisted.logger import capturedLogs, formatEvent
 from yaypm.testing import success_result_of
 from yaypm.testing.simulator import answer, busy
 
-from conftest import server_url, unique_number
+from quiz_helpers import server_url, unique_number
 
 SERVERS = ["YAYPM_TEST_MYSQL_URL", "YAYPM_TEST_PG_URL"]
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Any, Optional
+from typing import Any
 
 from yaypm.apps.quizconnect.config import ConfigError, QuizConfig, load_config
 
