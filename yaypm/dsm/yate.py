@@ -256,7 +256,6 @@ class LegBackend:
         self._own_end = False
         self._started = False              # sessionStart fed
         self._answering = False
-        self._dial: Optional[Deferred] = None
         # playlist
         self._items: Deque[_Item] = deque()
         self._playing: Optional[Deferred] = None
@@ -939,7 +938,6 @@ class DSMRunner:
                              callername=_display_name(request.from_) or None,
                              timeout=self.dialout_timeout, called=request.callee, **params)
         backend = LegBackend(self, leg, "out")
-        backend._dial = dd
         leg.on_progress(backend._remote_progress)
         dd.addCallbacks(backend._dialled, backend._dial_failed)
         self.stats["dialouts"] += 1
