@@ -40,6 +40,7 @@ def test_ivr_answer_prompt_keys_check_and_hang_up(sim):
     assert lines(sim, r"call\.drop::id=sip/1:reason=normal")
     rec = h.record()
     assert rec["app"] == "ivr" and rec["dir"] == "in" and rec["dsm_state"] == "END"
+    assert rec["dsm_diag"] == "ivr" and h.registry.finished[h.ended_sessions[0].id].outcome
     assert rec["from"] == '"Alice" <sip:alice@127.0.0.1:5090>'
     assert rec["ruri"] == "sip:100@127.0.0.1:5070" and rec["chan"] == "sip/1"
     assert h.graph() == ["START", "COLLECT", "COLLECT", "COLLECT", "CHECK", "GOODBYE", "END"]
@@ -60,6 +61,24 @@ def test_ivr_wrong_pin_then_caller_hangs_up(sim):
     assert h.record()["dsm_state"] == "END"
     assert h.registry.finished and not h.registry.active
     h.clean()
+
+
+def test_no_stategraph_without_monitoring_full_stategraph(sim):
+    from yaypm.dsm import Engine
+    from yaypm.dsm.yate import DSMRunner
+    from yaypm.registry import CallRegistry
+
+    eng = Engine.from_scripts({"ivr": IVR}, clock=sim.clock,
+                              config={"route.ivr": "100", "prompts": PROMPTS, "pin": "1"})
+    registry = CallRegistry(sim.clock)
+    sim.connect(DSMRunner(eng, registry=registry).attach)
+    call = sim.place_call("100")
+    sim.advance(1)
+    [rec] = registry.active.values()
+    assert rec.attrs["dsm_state"] == "COLLECT" and "dsm_stategraph" not in rec.attrs
+    call.hangup()
+    sim.advance(1)
+    assert not registry.active and not eng.registry.sessions
 
 
 def test_selects_and_app_params(sim):
