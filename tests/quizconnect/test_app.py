@@ -82,3 +82,21 @@ def test_conference_mode_joins_the_room_named_after_the_caller(quiz, sim):
 def test_room_names_have_no_slash():
     assert room_for("sip/12") == "quizconnect-sip-12"
     assert "/" not in room_for("a/b c:d")
+
+
+def test_winner_hanging_up_as_he_wins_ends_the_call(quiz, sim):
+    q = quiz(("john", "12345"),)
+    q.callee("john", answer(after=1.0))
+    call = q.call()
+    sim.advance(2)
+    john = q.leg("john")
+    john.send_dtmf("1234", interval=0.1)
+    sim.advance(1)
+    # john's last key and his BYE reach Yate together: he wins, is bridged, is gone
+    john.send_dtmf("5")
+    john.hangup()
+    sim.advance(1)
+    assert call.ended
+    outcomes = {r.attrs.get("role"): r.outcome for r in q.registry.finished.values()}
+    assert outcomes == {"callee": "won", "caller": "connected"}
+    q.assert_clean()

@@ -184,7 +184,13 @@ class QuizConnect:
             self._emit(caller, callee.callee, "won", chan=winner.id)
             await caller.answer()                          # 200, only now
             self._emit(caller, "caller", "answered")
-            await self._connect(caller, winner)
+            try:
+                await self._connect(caller, winner)
+            except CallEnded as e:
+                if e.leg_id != winner.id:
+                    raise
+                self._emit(caller, callee.callee, "left", reason=e.reason)
+                return "winner-left"                        # the caller is hung up next
             self.stats["connected"] += 1
             self._state(rec, "CONNECTED", callee=callee.callee)
             self._emit(caller, "caller", "connected", callee=callee.callee, mode=cfg.connect)
@@ -267,6 +273,12 @@ class QuizConnect:
             raise
         except defer.CancelledError:
             self._emit(caller, who, "cancelled" if leg is None else "hung-up")
+            raise
+        except WrongPinError:
+            raise
+        except Exception:
+            outcome = "error"
+            log.failure("quizconnect: the leg to {callee} failed", callee=who, chan=caller.id)
             raise
         finally:
             if not won and leg is not None and leg.alive:
