@@ -11,7 +11,8 @@ setup(
     packages=find_packages(include=["yaypm", "yaypm.*"]),
     include_package_data=True,
     package_data={"yaypm": ["py.typed", "dsm/*.lark", "apps/*/*.sql", "apps/*/*.conf",
-                            "apps/*/*.dsm", "prompts/*", "testing/*.conf"]},
+                            "apps/*/*.dsm", "apps/*/dsm/*.dsm", "apps/*/dsm/*.conf",
+                            "prompts/*", "testing/*.conf"]},
     install_requires=[
         "Twisted>=24.3",
         "lark>=1.1",
