@@ -67,6 +67,7 @@ __all__ = [
     "pytest_collection_modifyitems",
     "pytest_runtest_setup",
     "pytest_runtest_makereport",
+    "yate_options",
     "yate",
     "yate_connect",
     "sip_call",
@@ -993,8 +994,9 @@ class SippAgent:
 
     def __init__(self, scenario: Union[str, Path], run_dir: Union[str, Path], *,
                  keys: Optional[Mapping[str, object]] = None, timeout: float = 30.0,
-                 label: str = "sipp") -> None:
+                 label: str = "sipp", args: Sequence[str] = ()) -> None:
         self.scenario = _scenario_path(scenario)
+        self.args = list(args)      # extra sipp options, e.g. ["-rtp_echo"]
         self.run_dir = Path(run_dir)
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.keys = {k: str(v) for k, v in (keys or {}).items()}
@@ -1025,7 +1027,7 @@ class SippAgent:
         ]
         for key, value in self.keys.items():
             cmd += ["-key", key, value]
-        return cmd
+        return cmd + self.args
 
     def start(self) -> "SippAgent":
         with open(self.screen_log, "wb") as out:
@@ -1107,8 +1109,8 @@ class SippCall(SippAgent):
     def __init__(self, sip_port: int, number: str, run_dir: Union[str, Path], *,
                  scenario: Union[str, Path] = "uac_wait_bye",
                  keys: Optional[Mapping[str, object]] = None, timeout: float = 30.0,
-                 label: str = "caller") -> None:
-        super().__init__(scenario, run_dir, keys=keys, timeout=timeout, label=label)
+                 label: str = "caller", args: Sequence[str] = ()) -> None:
+        super().__init__(scenario, run_dir, keys=keys, timeout=timeout, label=label, args=args)
         self.sip_port = sip_port
         self.number = number
 
@@ -1124,9 +1126,9 @@ class SippCallee(SippAgent):
 
     def __init__(self, behaviour: str, run_dir: Union[str, Path], *,
                  keys: Optional[Mapping[str, object]] = None, timeout: float = 30.0,
-                 label: str = "callee") -> None:
+                 label: str = "callee", args: Sequence[str] = ()) -> None:
         super().__init__(self.behaviours.get(behaviour, behaviour), run_dir,
-                         keys=keys, timeout=timeout, label=label)
+                         keys=keys, timeout=timeout, label=label, args=args)
         self.behaviour = behaviour
 
     @property
@@ -1235,16 +1237,26 @@ def _require_tools(config: pytest.Config, need_sipp: bool = False) -> Path:
 
 
 @pytest.fixture(scope="module")
-def yate(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[YateEngine]:
+def yate_options() -> dict:
+    """Keyword arguments for the module's :class:`YateEngine` (``conf_overrides``,
+    ``variables``, ``verbosity``...): none by default. A test module overrides this fixture
+    (module scope) to run its ``yate`` with, e.g., a ``[scripts]`` section in extmodule.conf."""
+    return {}
+
+
+@pytest.fixture(scope="module")
+def yate(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory,
+         yate_options: dict) -> Iterator[YateEngine]:
     """A running Yate (one per test module) with its own config, log and free ports.
 
     Stopped by PID when the module's tests are done, whatever happened. Connect with
     ``yate.connect()`` (global listener) or ``yate.connect(role="global")`` (role-less
     listener + ``%%>connect``); SIP peers reach it at ``127.0.0.1:yate.sip_port``.
+    Configured by the ``yate_options`` fixture.
     """
     prefix = _require_tools(request.config)
     name = re.sub(r"[^A-Za-z0-9_]+", "_", request.node.name)[-40:] or "yate"
-    engine = YateEngine(prefix, tmp_path_factory.mktemp(f"yate-{name}"))
+    engine = YateEngine(prefix, tmp_path_factory.mktemp(f"yate-{name}"), **yate_options)
     try:
         engine.start()
         yield engine
@@ -1283,10 +1295,11 @@ def _agents(request: pytest.FixtureRequest) -> list[SippAgent]:
 @pytest.fixture
 def sip_call(request: pytest.FixtureRequest, yate: YateEngine,
              tmp_path: Path) -> Iterator[Callable[..., SippCall]]:
-    """``sip_call(number, scenario="uac_wait_bye", timeout=30, **keys)`` starts a sipp
-    caller towards ``yate`` and returns the running :class:`SippCall`.
+    """``sip_call(number, scenario="uac_wait_bye", timeout=30, sipp_args=(), **keys)`` starts
+    a sipp caller towards ``yate`` and returns the running :class:`SippCall`.
 
-    ``keys`` become ``-key name value`` (``[name]`` in the scenario). Every sipp this
+    ``keys`` become ``-key name value`` (``[name]`` in the scenario); ``sipp_args`` are
+    extra sipp options (``["-rtp_echo"]``). Every sipp this
     fixture started is killed by PID at teardown.
     """
     _require_tools(request.config, need_sipp=True)
@@ -1294,11 +1307,11 @@ def sip_call(request: pytest.FixtureRequest, yate: YateEngine,
     count = 0
 
     def start(number: str, scenario: Union[str, Path] = "uac_wait_bye", *, timeout: float = 30.0,
-              **keys: object) -> SippCall:
+              sipp_args: Sequence[str] = (), **keys: object) -> SippCall:
         nonlocal count
         count += 1
         agent = SippCall(yate.sip_port, number, tmp_path / "sipp", scenario=scenario, keys=keys,
-                         timeout=timeout, label=f"caller{count}")
+                         timeout=timeout, label=f"caller{count}", args=sipp_args)
         agents.append(agent)
         agent.start()
         return agent
@@ -1312,18 +1325,19 @@ def sip_call(request: pytest.FixtureRequest, yate: YateEngine,
 
 @pytest.fixture
 def sip_callee(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Callable[..., SippCallee]]:
-    """``sip_callee("answer" | "busy" | "noanswer" | scenario, timeout=30, **keys)`` starts
-    a sipp callee on a free loopback port and returns it once it listens; call it from
-    Yate with ``callee.callto``. Killed by PID at teardown."""
+    """``sip_callee("answer" | "busy" | "noanswer" | scenario, timeout=30, sipp_args=(),
+    **keys)`` starts a sipp callee on a free loopback port and returns it once it listens;
+    call it from Yate with ``callee.callto``. Killed by PID at teardown."""
     _require_tools(request.config, need_sipp=True)
     agents = _agents(request)
     count = 0
 
-    def start(behaviour: str = "answer", *, timeout: float = 30.0, **keys: object) -> SippCallee:
+    def start(behaviour: str = "answer", *, timeout: float = 30.0, sipp_args: Sequence[str] = (),
+              **keys: object) -> SippCallee:
         nonlocal count
         count += 1
         agent = SippCallee(behaviour, tmp_path / "sipp", keys=keys, timeout=timeout,
-                           label=f"callee{count}")
+                           label=f"callee{count}", args=sipp_args)
         agents.append(agent)
         agent.start()
         return agent
