@@ -204,9 +204,8 @@ class SQLExecutor(Protocol):
 
 
 def parse_db_url(url: str) -> tuple[str, dict[str, Any]]:
-    """`sqlite:<path>` / `sqlite:///abs` / `sqlite::memory:`, `mysql://u:p@h[:port]/db`,
-    `postgresql://…` → (dbapi module name, connect kwargs), as `yaypm.sql.Database` will
-    use them. ValueError if malformed or unsupported."""
+    """A DSM `db_url` (see `database_url`) → (dbapi module name, connect kwargs), as
+    `yaypm.sql.Database` will use them. ValueError if malformed or unsupported."""
     db_url = database_url(url)
     _scheme, module, kw = _sql.parse_db_url(db_url)
     if module == "sqlite3":
@@ -215,15 +214,22 @@ def parse_db_url(url: str) -> tuple[str, dict[str, Any]]:
 
 
 def database_url(url: str) -> str:
-    """A DSM `db_url` (⚑D6: `sqlite:<path>`, `sqlite::memory:`, `mysql://…`,
-    `postgresql://…`) as a `yaypm.sql.Database` URL. ValueError if malformed."""
+    """A DSM `db_url` (⚑D6) as a `yaypm.sql.Database` URL; ValueError if malformed.
+
+    One rule with `yaypm.sql` (SQLAlchemy's): `sqlite:///rel.db` is relative,
+    `sqlite:////abs.db` absolute, `sqlite:///:memory:` in memory. The short forms without
+    `//` are a plain path: `sqlite:rel.db`, `sqlite:/abs.db`, `sqlite::memory:`.
+    `mysql://user:pwd@host[:port]/db`, `postgresql://…` as they are.
+    """
     if url.startswith("sqlite:"):
         rest = url[len("sqlite:"):]
         if rest.startswith("//"):
-            rest = rest[2:]
+            if not rest.lstrip("/"):
+                raise ValueError("sqlite URL without a path")
+            return url
         if not rest:
             raise ValueError("sqlite URL without a path")
-        return "sqlite:///" + rest          # sqlite:////abs, sqlite:///rel, sqlite:///:memory:
+        return "sqlite:///" + rest          # the plain path, in SQLAlchemy's spelling
     u = urlparse(url)
     if u.scheme in ("mysql", "mariadb"):
         if not u.hostname or not u.path.strip("/"):
