@@ -38,6 +38,7 @@ def test_winner_among_three_callees(quiz, sim):
     assert call.sip_status is None and not call.is_answered        # last digit not yet typed
     sim.advance(0.02)
     assert call.sip_status == 200 and call.is_answered
+    assert call.heard()[:2] == [q.prompt("welcome_caller"), "tone/ring"]   # then ringback
     assert q.talking(call, john)
     assert john.heard()[:2] == [q.prompt("welcome_callee"), q.prompt("sorry_pin_wrong")]
     bob = q.leg("bob")
