@@ -13,6 +13,8 @@ Scenarios:
   5 ``chan.dtmf`` and a ``chan.notify`` through a real Dispatcher, and ends.
 * ``quizconnect``: the async quizconnect app on the Yate simulator, 500 concurrent calls (each
   a caller and two callees, one of whom types the PIN), connected, hung up.
+* ``bench_quizconnect``: ``benchmarks/bench_quizconnect.py``'s own load (500 calls x 3
+  callees), its python and DSM versions, with a Monitor attached for the "on" runs.
 
 Rounds alternate off/on; the median of each is reported.  Rates are per second of this
 process's CPU time (``time.process_time``), and scrapes are scheduled by it too, so other
@@ -26,8 +28,10 @@ from __future__ import annotations
 
 import argparse
 import gc
+import shutil
 import statistics
 import sys
+import tempfile
 import time
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
@@ -195,6 +199,66 @@ def _quizconnect(monitoring: bool, concurrent: int, scrape: float
     return concurrent / elapsed, scraper
 
 
+def _bench_quizconnect(monitoring: bool, n: int, scrape: float, version: str
+                       ) -> Tuple[float, Optional[Scraper]]:
+    """One run of benchmarks/bench_quizconnect.py (its ``run``), monitored or not: its module
+    names ``Simulator`` and ``CallRegistry`` (and ``dsm_runner.start``, which it calls without
+    a registry) are swapped, for this run only, for versions that attach a Monitor."""
+    import os
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    import bench_quizconnect as bq
+    from yaypm.apps.quizconnect import dsm_runner
+
+    state: Dict[str, Any] = {}
+
+    def registry(*args: Any, **kw: Any) -> CallRegistry:
+        state["registry"] = CallRegistry(*args, **kw)
+        return state["registry"]
+
+    class MonitoredSimulator(bq.Simulator):          # type: ignore[name-defined,misc]
+        def connect(self, start: Any = None, *args: Any, **kw: Any) -> Dispatcher:
+            disp = super().connect(start, *args, **kw)
+            _quiet(disp)
+            if monitoring:
+                reg = state.setdefault("registry", CallRegistry(self.clock, keep_finished=10))
+                mon = Monitor(reg, clock=self.clock, graph="builtin",
+                              latency_sample_every=SAMPLE_EVERY)
+                mon.watch_dispatcher(disp)
+                state["scraper"] = Scraper(mon, scrape)
+            return disp
+
+        def advance(self, seconds: float) -> None:
+            super().advance(seconds)
+            if state.get("scraper") is not None:
+                state["scraper"].maybe()
+
+    start = dsm_runner.start
+
+    def dsm_start(d: Any, config: Any, *, engine: Any = None, registry: Any = None) -> Any:
+        if monitoring:            # the registry must exist before connect() finishes
+            registry = state.setdefault("registry", CallRegistry(engine.registry.clock,
+                                                                 keep_finished=10))
+        return start(d, config, engine=engine, registry=registry)
+
+    saved = (bq.Simulator, bq.CallRegistry)
+    bq.Simulator, bq.CallRegistry = MonitoredSimulator, registry
+    dsm_runner.start = dsm_start
+    tmp = tempfile.mkdtemp(prefix="bench-monitor-")
+    url = f"sqlite:///{tmp}/quiz.db"
+    try:
+        bq.seed(url, n)
+        t0 = time.process_time()
+        result = bq.run(n, version, url, 5.0, False)
+        cpu = time.process_time() - t0
+    finally:
+        bq.Simulator, bq.CallRegistry = saved
+        dsm_runner.start = start
+        shutil.rmtree(tmp, ignore_errors=True)
+    if result["errors"]:
+        raise SystemExit(f"bench_quizconnect {version} run failed: {result}")
+    return n / cpu, state.get("scraper")
+
+
 def _rounds(name: str, unit: str, run: Callable[[bool], Tuple[float, Optional[Scraper]]],
             rounds: int) -> Dict[str, float]:
     """Alternate off/on ``rounds`` times; the cost is the median of each pair's ratio (robust
@@ -228,7 +292,10 @@ def _rounds(name: str, unit: str, run: Callable[[bool], Tuple[float, Optional[Sc
 
 def main(argv: List[str]) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--scenario", choices=("synthetic", "quizconnect", "both"), default="both")
+    ap.add_argument("--scenario", default="both",
+                    choices=("synthetic", "quizconnect", "both", "bench_quizconnect", "all"),
+                    help="both = synthetic + quizconnect; bench_quizconnect = "
+                         "benchmarks/bench_quizconnect.py's run (python and dsm versions); all")
     ap.add_argument("-n", "--concurrent", type=int, default=500)
     ap.add_argument("--steps", type=int, default=200_000, help="synthetic steps per round")
     ap.add_argument("--rounds", type=int, default=9)
@@ -242,12 +309,12 @@ def main(argv: List[str]) -> int:
     global SAMPLE_EVERY
     SAMPLE_EVERY = args.sample_every
     results = []
-    if args.scenario in ("synthetic", "both"):
+    if args.scenario in ("synthetic", "both", "all"):
         results.append(_rounds(
             f"synthetic, {args.concurrent} concurrent legs, {args.steps:,} steps per round",
             "steps", lambda on: _synthetic(on, args.concurrent, args.steps, args.scrape),
             args.rounds))
-    if args.scenario in ("quizconnect", "both"):
+    if args.scenario in ("quizconnect", "both", "all"):
         try:
             __import__("yaypm.apps.quizconnect.app")
         except ImportError as e:
@@ -257,6 +324,13 @@ def main(argv: List[str]) -> int:
                 f"quizconnect on the simulator, {args.concurrent} concurrent calls "
                 f"(3 legs each)", "calls",
                 lambda on: _quizconnect(on, args.concurrent, args.scrape), args.rounds))
+    if args.scenario in ("bench_quizconnect", "all"):
+        for version in ("python", "dsm"):
+            results.append(_rounds(
+                f"bench_quizconnect.py --version {version}, {args.concurrent} concurrent calls "
+                f"(4 legs each)", "calls",
+                lambda on, v=version: _bench_quizconnect(on, args.concurrent, args.scrape, v),
+                max(3, args.rounds // 3)))
     if args.max_cost is not None and any(r["cost"] > args.max_cost for r in results):
         print(f"FAILED: monitoring costs more than {args.max_cost:.0%}")
         return 1
