@@ -41,3 +41,14 @@ def test_menu_examples_run_on_the_simulator(sim, index):
     test["start"] = app["start"]
     test["test_menu_says_the_choice_back"].__globals__["start"] = app["start"]
     test["test_menu_says_the_choice_back"](sim)
+
+
+def test_readme_dsm_script_passes_the_checker(tmp_path):
+    from yaypm.cli import main
+    script = re.findall(r"```dsm\n(.*?)```", README.read_text(encoding="utf-8"), re.S)[0]
+    path = tmp_path / "ivr.dsm"
+    path.write_text(script)
+    assert main(["dsm", "check", str(path)]) == 0
+    path.write_text(script.replace("-> COLLECT;", "-> NOWHERE;", 1))
+    # An undefined target state is a warning in SEMS (dsm-language.md §1.5), an error if strict.
+    assert main(["dsm", "check", "--strict", "-q", str(path)]) != 0
