@@ -73,6 +73,9 @@ def test_cli_registers_demo_and_quizconnect():
     assert parser.parse_args(["demo"]).func.__name__ == "_cmd_demo"
     args = parser.parse_args(["quizconnect", "run", "--connect", "tcp:127.0.0.1:5039"])
     assert args.func.__name__ == "_cmd_run" and not args.dsm
+    args = parser.parse_args(["quizconnect", "run", "--connect", "tcp:127.0.0.1:5039", "--dsm",
+                              "--monitor", "tcp:8090:interface=127.0.0.1"])
+    assert args.dsm and args.monitor == "tcp:8090:interface=127.0.0.1"
 
 
 def test_cli_manages_the_callee_table(tmp_path, capsys):

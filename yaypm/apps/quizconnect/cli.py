@@ -69,6 +69,12 @@ def add_subparsers(subparsers: Any) -> None:
                      help="send %%%%>connect:global first (listeners without a preset role)")
     run.add_argument("--dsm", action="store_true",
                      help="run the DSM version (yaypm/apps/quizconnect/dsm) instead")
+    try:
+        from yaypm.monitor.cli import add_server_arguments
+    except ImportError:                   # monitoring not installed: no --monitor flags
+        pass
+    else:
+        add_server_arguments(run)
     run.set_defaults(func=_cmd_run)
 
 
@@ -195,15 +201,21 @@ def _cmd_run(args: argparse.Namespace) -> int:
         finally:
             store.db.close()
 
+    from yaypm.registry import default_registry
+    registry = default_registry()          # what monitoring shows
+    control: Any = None
     if args.dsm:
         from yaypm.apps.quizconnect import dsm_runner
-        engine = dsm_runner.make_engine(config)
-
-        def start(dispatcher: Any) -> Any:
-            return dsm_runner.start(dispatcher, config, engine=engine)
+        runner = dsm_runner.make_runner(config, registry=registry)
+        start = runner.attach              # one runner for every (re)connection
+        try:
+            from yaypm.monitor.dsm_bridge import EngineControl
+            control = EngineControl(runner.engine)
+        except ImportError:
+            pass
     else:
         from yaypm.apps.quizconnect.app import QuizConnect
-        app = QuizConnect(config)
+        app = QuizConnect(config, registry=registry)
         start = app.start
 
     async def main(reactor: Any) -> None:
@@ -212,6 +224,13 @@ def _cmd_run(args: argparse.Namespace) -> int:
                  "{endpoint}", version="dsm" if args.dsm else "async", number=config.number,
                  endpoint=args.connect)
         reactor.addSystemEventTrigger("before", "shutdown", service.stopService)
+        if getattr(args, "monitor", None):
+            from yaypm.monitor.server import MonitorConfig, start_monitor
+            started = start_monitor(MonitorConfig().with_args(args), registry, control,
+                                    reactor=reactor, services=[service])
+            if started is not None:
+                await started
+                log.info("quizconnect: monitoring on {endpoint}", endpoint=args.monitor)
         await defer.Deferred()          # until interrupted
 
     task.react(lambda reactor: defer.Deferred.fromCoroutine(main(reactor)))
