@@ -135,14 +135,26 @@ def test_database_down_is_500_and_logged_with_the_cause(quiz, sim, tmp_path):
     q.assert_clean()
 
 
-def test_query_error_is_500(quiz, sim):
-    q = quiz(seed=False)                          # the database opens, the table is missing
+def test_query_error_is_500(quiz, sim, sqlite_url):
+    from yaypm.sql import Database
+    db = Database(sqlite_url, threaded=False)     # a 'callees' table of another shape
+    db.run_script("CREATE TABLE callees (id INTEGER PRIMARY KEY, number TEXT)")
+    db.close()
     with capturedLogs() as events:
+        q = quiz(seed=False)
         call = q.call()
         sim.advance(1)
     assert call.sip_status == 500
     from twisted.logger import formatEvent
-    assert any("no such table: callees" in formatEvent(e) for e in events)
+    assert any("no such column" in formatEvent(e) for e in events)
+    q.assert_clean()
+
+
+def test_sqlite_table_is_created_on_first_run(quiz, sim):
+    q = quiz(seed=False)
+    call = q.call()
+    sim.advance(1)
+    assert call.sip_status == 404                 # an empty table, not an error
     q.assert_clean()
 
 

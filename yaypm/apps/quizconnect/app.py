@@ -119,7 +119,12 @@ class QuizConnect:
                       "nobody": 0, "caller_left": 0}
 
     def start(self, dispatcher: "Dispatcher") -> "Route":
-        """Claim the numbers of ``config.number`` on ``dispatcher``."""
+        """Claim the numbers of ``config.number`` on ``dispatcher`` (an SQLite callee table
+        is created on the first start)."""
+        if self.dispatcher is None and self.store.db.scheme == "sqlite":
+            self.store.init().addErrback(
+                lambda f: log.error("quizconnect: cannot create the callees table: {error}",
+                                    error=f.getErrorMessage()))
         self.dispatcher = dispatcher
         return route(dispatcher, self.config.handles, self.call)
 

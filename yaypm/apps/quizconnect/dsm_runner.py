@@ -17,12 +17,15 @@ import os
 from typing import TYPE_CHECKING, Any, Callable, Dict, Optional
 
 from twisted.internet.defer import Deferred
+from twisted.logger import Logger
 
 from yaypm.dsm import Engine
 from yaypm.dsm.sql import SQLResult
 from yaypm.sql import Database
 
 from yaypm.apps.quizconnect.config import QuizConfig
+
+log = Logger(namespace="yaypm.apps.quizconnect")
 
 if TYPE_CHECKING:
     from yaypm.dispatcher import Dispatcher
@@ -89,6 +92,20 @@ def make_engine(config: QuizConfig, *, clock: Any = None, threaded: bool = True,
                                      "monitoring_full_transitions": "yes"})
 
 
+def create_sqlite_table(db_url: str) -> None:
+    """Create an SQLite callee table if missing (errors are the first call's 500)."""
+    from yaypm.apps.quizconnect.store import CalleeStore
+    db = Database(db_url, threaded=False)
+    if db.scheme != "sqlite":
+        return
+    try:
+        CalleeStore(db).init().addErrback(
+            lambda f: log.error("quizconnect: cannot create the callees table: {error}",
+                                error=f.getErrorMessage()))
+    finally:
+        db.close()
+
+
 def adapter_available() -> bool:
     """Whether the DSM engine's Yate adapter (``yaypm.dsm.yate``) is installed."""
     try:
@@ -107,6 +124,7 @@ def make_runner(config: QuizConfig, *, engine: Optional[Engine] = None,
     from yaypm.dsm.yate import DSMRunner
     if engine is None:
         engine = make_engine(config, clock=clock, threaded=threaded)
+    create_sqlite_table(config.db_url)
     return DSMRunner(engine, registry=registry, clock=clock,
                      dialout_timeout=config.ring_timeout + 5.0)
 
