@@ -16,6 +16,7 @@ setup(
     install_requires=[
         "Twisted>=24.3",
         "lark>=1.1",
+        "prometheus_client>=0.17",
     ],
     extras_require={
         "sql": ["PyMySQL>=1.0", "psycopg2-binary>=2.9"],

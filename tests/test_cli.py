@@ -160,3 +160,63 @@ def test_run_connect_talks_to_a_listener(tmp_path):
         listener.close()
     assert out == b""                          # logs go to stderr
     assert b"Connecting to Yate at tcp:127.0.0.1:" in err
+
+
+def test_run_monitor_needs_connect():
+    r = subprocess.run([sys.executable, "-m", "yaypm.cli", "run", "yaypm.examples.menu",
+                        "--stdio", "--monitor", "tcp:0:interface=127.0.0.1"],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2
+    assert r.stderr.strip().splitlines() == [
+        "yaypm: error: --monitor needs --connect (in --stdio mode Yate owns the script)"]
+
+
+def test_run_with_monitor_shows_the_app_calls(tmp_path):
+    """`yaypm run --monitor` against `yaypm simulate`: the call shows up in /calls.json."""
+    import json
+    import socket
+    import time
+    import urllib.request
+
+    def free_port() -> int:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            return s.getsockname()[1]
+
+    yate_port, mon_port = free_port(), free_port()
+    sim = subprocess.Popen([sys.executable, "-m", "yaypm.cli", "simulate", "--listen",
+                            f"tcp:{yate_port}:interface=127.0.0.1"],
+                           stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                           stderr=subprocess.STDOUT, text=True)
+    app = None
+    try:
+        assert "listening" in sim.stdout.readline()
+        app = subprocess.Popen([sys.executable, "-m", "yaypm.cli", "run", "yaypm.examples.menu",
+                                "--connect", f"tcp:127.0.0.1:{yate_port}",
+                                "--monitor", f"tcp:{mon_port}:interface=127.0.0.1"],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        url = f"http://127.0.0.1:{mon_port}/calls.json"
+        deadline = time.monotonic() + 30
+        calls = None
+        while time.monotonic() < deadline:
+            try:
+                calls = json.load(urllib.request.urlopen(url, timeout=2))
+                break
+            except OSError:
+                time.sleep(0.2)
+        assert calls is not None, "monitor never answered"
+        time.sleep(0.5)                      # let the app install its handlers
+        sim.stdin.write("call menu from alice\n")
+        sim.stdin.flush()
+        found = []
+        while time.monotonic() < deadline and not found:
+            body = json.load(urllib.request.urlopen(url, timeout=2))
+            found = [c for c in body.get("active", body if isinstance(body, list) else [])
+                     if isinstance(c, dict) and c.get("from") == "alice"]
+            time.sleep(0.2)
+        assert found and found[0]["app"] == "menu" and found[0]["to"] == "menu"
+    finally:
+        for p in (app, sim):
+            if p is not None:
+                p.kill()
+                p.wait(10)

@@ -101,6 +101,16 @@ def load_start(spec: str) -> Callable[..., Any]:
 
 def _cmd_run(args: argparse.Namespace) -> int:
     start = load_start(args.module)
+    mon_config = None
+    if getattr(args, "monitor", None):
+        if args.stdio:
+            raise UsageError("--monitor needs --connect (in --stdio mode Yate owns the script)")
+        from yaypm.monitor.server import MonitorConfig, MonitorConfigError, check_endpoint
+        mon_config = MonitorConfig().with_args(args)
+        try:
+            check_endpoint(mon_config.listen, mon_config.allow_remote)
+        except MonitorConfigError as e:
+            raise UsageError(f"--monitor: {e}") from None
     _start_logging(args.verbose)
     from yaypm.dispatcher import Dispatcher
     Dispatcher.log_wire = bool(args.verbose)      # debug lines are dropped anyway without -v
@@ -124,9 +134,27 @@ def _cmd_run(args: argparse.Namespace) -> int:
             stdio.StandardIO(_StdioDispatcher(start, role=args.role))
         else:
             from yaypm.connectors import connect_service
-            service = connect_service(reactor, args.connect, start, role=args.role)
+            app_start = start
+            if mon_config is not None:
+                from yaypm.registry import default_registry
+
+                def app_start(dispatcher: Any, *a: Any, **kw: Any) -> Any:
+                    dispatcher.call_registry = default_registry()    # IVR legs get recorded
+                    return start(dispatcher, *a, **kw)
+            service = connect_service(reactor, args.connect, app_start, role=args.role)
             log.info("Connecting to Yate at {endpoint}", endpoint=args.connect)
             reactor.addSystemEventTrigger("before", "shutdown", service.stopService)
+            if mon_config is not None and mon_config.listen:
+                from yaypm.monitor import start_monitor
+                from yaypm.registry import default_registry
+                started = start_monitor(mon_config, default_registry(), reactor=reactor,
+                                        services=[service])
+                if started is not None:
+                    try:
+                        await started
+                    except Exception as e:
+                        sys.stderr.write(f"yaypm: error: --monitor {mon_config.listen}: {e}\n")
+                        raise SystemExit(1) from None
         await done
 
     task.react(lambda reactor: defer.Deferred.fromCoroutine(run(reactor)))
@@ -152,6 +180,12 @@ def _add_run(subparsers: Any) -> None:
                      help="send %%%%>connect:ROLE first (listeners without a preset role)")
     run.add_argument("-v", "--verbose", action="store_true",
                      help="log protocol lines; show tracebacks")
+    try:
+        from yaypm.monitor.cli import add_server_arguments
+    except ImportError:                              # monitoring not installed
+        pass
+    else:
+        add_server_arguments(run)
     run.set_defaults(func=_cmd_run)
 
 

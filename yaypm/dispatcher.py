@@ -1082,6 +1082,10 @@ class Dispatcher:
                 + sum(len(v) for v in self._watch_waiters.values())
                 + len(self._outstanding) + len(self._unanswered) + len(self._controls))
 
+    def unanswered_count(self) -> int:
+        """Messages from Yate handed to the app and not answered yet (a gauge for monitoring)."""
+        return len(self._unanswered)
+
     def waiting_count(self) -> int:
         """One-shot waits (onmsg + onwatch) still registered."""
         return (sum(len(v) for v in self._waiters.values())

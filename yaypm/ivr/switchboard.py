@@ -153,7 +153,9 @@ class Switchboard:
         self.priority = priority
         self.media_root = media_root
         self.closed = False
-        self.calls: Any = None                    # an optional yaypm.registry.CallRegistry
+        # An optional yaypm.registry.CallRegistry; `yaypm run --monitor` presets one on the
+        # dispatcher so apps are monitored without a line of code.
+        self.calls: Any = getattr(dispatcher, "call_registry", None)
         self.timers = TimerHeap(dispatcher.clock)  # the legs' clock for timeouts and sleeps
         self.legs: Dict[str, "Leg"] = {}           # party and dumb channel ids -> leg
         self.live: Set["Leg"] = set()              # every live leg (dialling ones have no id)
