@@ -220,3 +220,11 @@ def test_run_with_monitor_shows_the_app_calls(tmp_path):
             if p is not None:
                 p.kill()
                 p.wait(10)
+
+
+def test_single_argument_from_yate_scripts_section_is_split():
+    """Yate passes a [scripts] entry's argument as one argv element ("run app:start --stdio")."""
+    r = subprocess.run([sys.executable, "-m", "yaypm.cli", "run yaypm.examples.nosuch --stdio"],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2
+    assert "cannot import module 'yaypm.examples.nosuch'" in r.stderr

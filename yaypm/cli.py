@@ -19,6 +19,7 @@ import argparse
 import importlib
 import importlib.util
 import os
+import shlex
 import sys
 from typing import Any, Callable, List, NoReturn, Optional, Sequence
 
@@ -237,6 +238,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Console entry point (``yaypm = yaypm.cli:main``); returns the exit status."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    if len(argv) == 1 and " " in argv[0].strip():
+        # Yate starts [scripts] entries with their whole argument as ONE argv element
+        # (yate-extmodule.md §1.1): "yaypm=run myapp:start --stdio" arrives as a single
+        # string.  No yaypm command contains a blank, so split it as a shell would.
+        argv = shlex.split(argv[0])
     verbose = "-v" in argv or "--verbose" in argv
     try:
         parser = build_parser()
