@@ -101,6 +101,129 @@ def test_selects_and_app_params(sim):
     h.clean()
 
 
+# -- one registry entry per leg, shared with the IVR layer ------------------------------------------
+
+def test_a_dsm_leg_is_one_registry_entry_with_ivr_and_dsm_attributes(sim):
+    from yaypm.monitor.dsm_bridge import EngineControl
+    from yaypm.monitor.rpc import MonitorRPC
+    h = Harness(sim, {"ivr": IVR}, routes={"ivr": "100"}, ivr_records=True)
+    rpc = MonitorRPC(h.registry, EngineControl(h.engine), clock=sim.clock)
+    call = sim.place_call("100", caller="alice", callername="Alice")
+    sim.advance(1)
+    assert rpc.calls() == 1 and rpc.list_active() == [h.session().id]
+    [rec] = h.registry.active.values()
+    assert rec.id == h.session().id and h.registry.started_total == 1
+    attrs = rec.attrs
+    assert attrs["dir"] == "in" and attrs["chan"] == "sip/1" and attrs["app"] == "ivr"
+    assert attrs["from"] == '"Alice" <sip:alice@127.0.0.1:5090>' and "to" in attrs
+    assert attrs["dsm_diag"] == "ivr" and attrs["dsm_state"] == "COLLECT"
+    assert [e.split("/", 1)[1] for e in attrs["dsm_stategraph"]] == ["START", "COLLECT"]
+    call.hangup()
+    sim.advance(1)
+    assert rpc.calls() == 0 and rpc.list_finished() == [rec.id]
+    assert h.registry.ended_total == {"hangup": 1}
+    assert h.registry.finished[rec.id].outcome == "hangup" and attrs["dsm_state"] == "END"
+    h.clean()
+
+
+def test_dialout_legs_are_one_entry_each_named_after_their_sessions(sim):
+    h = Harness(sim, {"caller": CALLER, "callee": CALLEE}, routes={"caller": "35"},
+                config={"callee": "john"}, ivr_records=True)
+    sim.endpoint("john", "answer_after(2)")
+    call = sim.place_call("35")
+    sim.advance(3)
+    a, b = h.session(0), h.session(1)
+    assert sorted(h.registry.active) == sorted([a.id, b.id]) and h.registry.started_total == 2
+    rec_b = h.registry.active[b.id].attrs
+    assert rec_b["dir"] == "out" and rec_b["app"] == "callee" and rec_b["chan"] == ""
+    assert rec_b["dsm_diag"] == "callee" and rec_b["dsm_state"] == "CONNECTED"
+    call.hangup()
+    sim.advance(1)
+    assert not h.registry.active and sorted(h.registry.finished) == sorted([a.id, b.id])
+    assert sum(h.registry.ended_total.values()) == 2
+    assert h.registry.finished[b.id].attrs["chan"]       # the leg's channel, once known
+    h.clean()
+
+
+def test_registry_store_merges_into_the_legs_entry_even_once_it_ended():
+    from twisted.internet.task import Clock
+
+    from yaypm.monitor.dsm_bridge import RegistryMonitoringStore
+    from yaypm.registry import CallRegistry
+    registry = CallRegistry(Clock())
+    store = RegistryMonitoringStore(registry)
+    registry.start("leg-1", chan="sip/1", dir="in")
+    rec = store.create("leg-1", {"dsm_state": ""})
+    assert rec is registry.active["leg-1"].attrs and rec == {"chan": "sip/1", "dir": "in",
+                                                            "dsm_state": ""}
+    registry.start("leg-2", dir="out")
+    registry.end("leg-2", "noroute")          # a dial-out that failed before its session
+    rec2 = store.create("leg-2", {"dsm_state": ""})
+    rec2["dsm_state"] = "END"
+    store.mark_finished("leg-1")
+    store.mark_finished("leg-2")              # the IVR layer ends its entries, not the store
+    assert registry.started_total == 2 and registry.ended_total == {"noroute": 1}
+    assert registry.finished["leg-2"].attrs == {"dir": "out", "dsm_state": "END"}
+    store.create("own", {})                   # no leg entry: the store's own, ended by it
+    store.mark_finished("own")
+    assert registry.finished["own"].outcome == "normal"
+
+
+def test_a_separate_ivr_registry_keeps_its_own_entries(sim):
+    from yaypm.dsm import Engine
+    from yaypm.dsm.yate import DSMRunner
+    from yaypm.registry import CallRegistry
+
+    eng = Engine.from_scripts({"ivr": IVR}, clock=sim.clock,
+                              config={"route.ivr": "100", "prompts": PROMPTS, "pin": "1"})
+    dsm_records, ivr_records = CallRegistry(sim.clock), CallRegistry(sim.clock)
+    runner = DSMRunner(eng, registry=dsm_records)
+
+    def start(dispatcher):
+        dispatcher.call_registry = ivr_records
+        runner.attach(dispatcher)
+    sim.connect(start)
+    call = sim.place_call("100")
+    sim.advance(1)
+    [dsm_rec], [ivr_rec] = dsm_records.active.values(), ivr_records.active.values()
+    assert "dsm_state" in dsm_rec.attrs and "dsm_state" not in ivr_rec.attrs
+    call.hangup()
+    sim.advance(1)
+    assert dsm_records.ended_total == {"normal": 1} and ivr_records.ended_total == {"hangup": 1}
+
+
+# -- the engine's monitoring store ------------------------------------------------------------------
+
+def test_engine_takes_a_registry_store_and_the_runner_keeps_it(sim):
+    from yaypm.dsm import Engine
+    from yaypm.dsm.runtime import MonitoringStore
+    from yaypm.dsm.yate import DSMRunner
+    from yaypm.monitor.dsm_bridge import RegistryMonitoringStore, attach_engine
+    from yaypm.registry import CallRegistry
+
+    registry = CallRegistry(sim.clock)
+    store = RegistryMonitoringStore(registry)
+    eng = Engine.from_scripts({"ivr": IVR}, clock=sim.clock, monitoring=store,
+                              config={"route.ivr": "100", "prompts": PROMPTS, "pin": "1"},
+                              conf={"monitoring_full_transitions": "yes"})
+    assert eng.monitoring is store and eng.registry.monitoring is store
+    assert store.full_transitions and not store.full_stategraph    # the conf turns options on
+    runner = DSMRunner(eng, registry=registry)
+    assert eng.monitoring is store and attach_engine(eng, registry) is store
+    sim.connect(runner.attach)
+    sim.place_call("100")
+    sim.advance(1)
+    [rec] = registry.active.values()
+    assert rec.attrs["dsm_stategraph"][:3] == ["ivr/START", "> answered >", "ivr/COLLECT"]
+    # An engine made without one (old callers): attach_engine swaps in a registry store,
+    # keeping the conf's options.
+    other = Engine.from_scripts({"ivr": IVR}, conf={"monitoring_full_stategraph": "yes"})
+    assert type(other.monitoring) is MonitoringStore
+    swapped = attach_engine(other, registry)
+    assert other.monitoring is swapped and other.registry.monitoring is swapped
+    assert swapped.full_stategraph and not swapped.full_transitions
+
+
 # -- playlist --------------------------------------------------------------------------------------
 
 PLAYLIST = """

@@ -60,7 +60,10 @@ class Harness:
 
     def __init__(self, sim: Any, scripts: dict[str, str] | None = None, *,
                  config: dict[str, str] | None = None, conf_path: str | None = None,
-                 routes: dict[str, str] | None = None, **runner_kw: Any) -> None:
+                 routes: dict[str, str] | None = None, ivr_records: bool = False,
+                 **runner_kw: Any) -> None:
+        """`ivr_records`: the switchboard records its legs in the same registry (as under
+        `yaypm run --monitor`)."""
         self.sim = sim
         if conf_path is not None:
             self.engine = Engine(conf_path, clock=sim.clock)
@@ -74,7 +77,12 @@ class Harness:
                                               conf={"monitoring_full_stategraph": "yes"})
         self.registry = CallRegistry(sim.clock)
         self.runner = DSMRunner(self.engine, registry=self.registry, **runner_kw)
-        self.dispatcher = sim.connect(self.runner.attach)
+
+        def start(dispatcher: Any) -> None:
+            if ivr_records:
+                dispatcher.call_registry = self.registry
+            self.runner.attach(dispatcher)
+        self.dispatcher = sim.connect(start)
         self.ended_sessions: list[Any] = []
         real_end = self.engine.registry.remove
 

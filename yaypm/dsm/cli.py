@@ -93,8 +93,10 @@ def _load_runner(args: argparse.Namespace, registry: object) -> object:
         raise UsageError(f"no such file: {args.conf}")
     if args.media_root is not None and not os.path.isdir(args.media_root):
         raise UsageError(f"--media-root: no such directory: {args.media_root}")
+    from yaypm.monitor.dsm_bridge import RegistryMonitoringStore
     try:
-        engine = Engine(args.conf, strict=args.strict)
+        engine = Engine(args.conf, strict=args.strict,
+                        monitoring=RegistryMonitoringStore(registry))  # type: ignore[arg-type]
         engine.load()
     except (DSMConfigError, DSMLoadError) as e:
         lines = str(e).strip().splitlines() or [type(e).__name__]

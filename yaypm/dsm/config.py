@@ -158,12 +158,17 @@ class Engine:
     `clock`: IReactorTime for timers (tests pass `task.Clock()`); `sql_connect(url)` returns
     an SQLExecutor for mod_mysql (default: yaypm.dsm.sql.connect_url); `strict` turns
     checker warnings into errors. `di_functions[(interface, function)]` are DSM DI targets.
+    `monitoring`: where sessions keep their monitoring records (default: a `MonitoringStore`
+    in memory; `yaypm.monitor.dsm_bridge.RegistryMonitoringStore` keeps them in a
+    `CallRegistry`); the conf's `monitoring_full_stategraph`/`_transitions=yes` turn the
+    store's options on.
     """
 
     def __init__(self, conf_path: str | None = None, *, conf: dict[str, str] | None = None,
                  clock: IReactorTime | None = None,
                  sql_connect: Callable[[str], Any] | None = None, strict: bool = False,
-                 extra_modules: dict | None = None) -> None:
+                 extra_modules: dict | None = None,
+                 monitoring: MonitoringStore | None = None) -> None:
         self.conf_path = conf_path
         self.conf = dict(conf or {})
         if conf_path:
@@ -171,12 +176,26 @@ class Engine:
         self.strict = strict
         self.sql_connect = sql_connect
         self.di_functions: dict[tuple[str, str], Callable[..., Any]] = {}
-        self.monitoring = MonitoringStore(conf_bool(self.conf.get("monitoring_full_stategraph")),
-                                          conf_bool(self.conf.get("monitoring_full_transitions")))
-        self.registry = SessionRegistry(clock, self.monitoring)
+        if monitoring is None:
+            monitoring = MonitoringStore()
+        if conf_bool(self.conf.get("monitoring_full_stategraph")):
+            monitoring.full_stategraph = True
+        if conf_bool(self.conf.get("monitoring_full_transitions")):
+            monitoring.full_transitions = True
+        self.registry = SessionRegistry(clock, monitoring)
         self.modules = ModuleSet(self, extra_modules)
         self.app_set = DSMApplicationSet({}, {})
         self._bundle_sources: dict[str, tuple[str, dict[str, str]]] = {}
+
+    @property
+    def monitoring(self) -> MonitoringStore:
+        """The sessions' monitoring store (the one `registry` writes to). Replacing it
+        affects sessions created afterwards only; pass `monitoring=` instead where you can."""
+        return self.registry.monitoring
+
+    @monitoring.setter
+    def monitoring(self, store: MonitoringStore) -> None:
+        self.registry.monitoring = store
 
     # -- loading ----------------------------------------------------------------------------
     def load(self) -> DSMApplicationSet:
@@ -317,10 +336,12 @@ class Engine:
     def from_scripts(cls, scripts: dict[str, str], *, config: dict[str, str] | None = None,
                      clock: IReactorTime | None = None, legacy: bool = False,
                      sql_connect: Callable[[str], Any] | None = None,
-                     strict: bool = False, conf: dict[str, str] | None = None) -> "Engine":
+                     strict: bool = False, conf: dict[str, str] | None = None,
+                     monitoring: MonitoringStore | None = None) -> "Engine":
         """An engine whose one bundle holds `scripts` (name → DSM text), all registered as
         apps; `config` becomes `$config.*`. Raises DSMLoadError/DSMSyntaxError (tests, REPL)."""
-        eng = cls(conf=conf, clock=clock, sql_connect=sql_connect, strict=strict)
+        eng = cls(conf=conf, clock=clock, sql_connect=sql_connect, strict=strict,
+                  monitoring=monitoring)
         b = Bundle("", dict(config or {}))
         problems: list[Problem] = []
         for name, text in scripts.items():

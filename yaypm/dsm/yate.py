@@ -792,7 +792,11 @@ class DSMRunner:
       claims the configured numbers in `call.route` (`yaypm.ivr.route`, `priority`) and
       starts one session per call; every claimed `call.route` is answered in its handler.
     - `registry`: a `yaypm.registry.CallRegistry` that keeps the sessions' monitoring
-      records (`dsm_state`, `dsm_diag`, `dsm_stategraph`…) for `yaypm.monitor`.
+      records (`dsm_state`, `dsm_diag`, `dsm_stategraph`…) for `yaypm.monitor` (the
+      engine is given a `RegistryMonitoringStore` on it unless it has one already). When
+      the switchboard records its legs in the same registry (`switchboard(d).calls`, as
+      under `yaypm run --monitor`), a leg's session is named after the leg's record, so
+      each leg has one entry with the IVR attributes and the DSM ones, ended with the leg.
     - `media_root`: folder for relative prompt/recording names (also where the file checks
       look); `check_files=False` skips the local existence checks (Yate on another host).
     - `dialout_timeout`: seconds a `dlg.dialout`/`B2B.connectCallee` leg may ring.
@@ -897,7 +901,8 @@ class DSMRunner:
             return leg.ended
         backend = LegBackend(self, leg, "in")
         session = self.engine.create_session(
-            app, backend, direction="in", selects=self.selects(leg),
+            app, backend, session_id=leg.record_id if self._shares_records(leg.board) else None,
+            direction="in", selects=self.selects(leg),
             app_params=leg.params.get("sip_p-app-param", ""))
         self.stats["calls"] += 1
         session.monitor_set("chan", leg.id or "")
@@ -934,9 +939,12 @@ class DSMRunner:
         uri = request.target_uri
         target = uri if "/" in uri.split(":", 1)[0] else "sip/" + uri
         params = _headers_params(request.headers)
+        # Sharing the registry, the leg's record is its session's (named before the dial).
+        record_id = request.ltag if self._shares_records(switchboard(d)) else None
         leg, dd = _originate(d, target, caller=request.caller,
                              callername=_display_name(request.from_) or None,
-                             timeout=self.dialout_timeout, called=request.callee, **params)
+                             timeout=self.dialout_timeout, called=request.callee,
+                             record_id=record_id, **params)
         backend = LegBackend(self, leg, "out")
         leg.on_progress(backend._remote_progress)
         dd.addCallbacks(backend._dialled, backend._dial_failed)
@@ -944,6 +952,10 @@ class DSMRunner:
         return backend
 
     # -- bookkeeping ------------------------------------------------------------------------
+    def _shares_records(self, board: Any) -> bool:
+        """Whether the switchboard records its legs in our registry (one entry per leg)."""
+        return self.registry is not None and board.calls is self.registry
+
     def _adopt(self, backend: LegBackend) -> None:
         self.backends.add(backend)
 

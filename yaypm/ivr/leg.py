@@ -895,11 +895,13 @@ def _user_part(callto: str) -> str:
 
 def originate(dispatcher: "Dispatcher", target: str, *, caller: Optional[str] = None,
               callername: Optional[str] = None, timeout: Optional[float] = 30.0,
-              called: Optional[str] = None, **params: Any) -> Leg:
+              called: Optional[str] = None, record_id: Optional[str] = None,
+              **params: Any) -> Leg:
     """Place an outbound call and return its :class:`Leg` at once (state ``calling``).
 
     ``await leg.answered()`` for the answer (or the dial error); ``leg.hangup()`` cancels it.
-    Parameters as for :func:`dial`.
+    Parameters as for :func:`dial`; ``record_id``: the leg's id in the switchboard's
+    ``calls`` registry, when one is set (default: a new one).
     """
     from yaypm.ivr.switchboard import switchboard
     board = switchboard(dispatcher)
@@ -920,7 +922,7 @@ def originate(dispatcher: "Dispatcher", target: str, *, caller: Optional[str] = 
     attrs.update({k: str(v) for k, v in params.items()})
     leg.params = {"caller": caller or "", "called": attrs["target"],
                   "callername": callername or ""}
-    board._adopt(leg, "dial")
+    board._adopt(leg, "dial", record_id)
     m = dispatcher.msg("call.execute", attrs)
 
     def sent(processed: bool) -> None:

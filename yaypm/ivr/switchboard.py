@@ -242,12 +242,12 @@ class Switchboard:
             delattr(self.dispatcher, _ATTR)
 
     # -- bookkeeping used by legs ---------------------------------------------------------------
-    def _adopt(self, leg: "Leg", app: str = "") -> None:
+    def _adopt(self, leg: "Leg", app: str = "", record_id: Optional[str] = None) -> None:
         self.live.add(leg)
         self.stats["legs"] += 1
         if self.calls is not None:
             leg.record_id = self.calls.start(
-                None, app=app, dir="in" if leg.direction == "incoming" else "out",
+                record_id, app=app, dir="in" if leg.direction == "incoming" else "out",
                 chan=leg.id or "", **{"from": leg.caller, "to": leg.called or leg.target or ""})
         for cid in (leg.id, leg.chan):
             if cid:

@@ -1,8 +1,7 @@
 """Plugging `yaypm.dsm` into monitoring: its records in the `CallRegistry`, its engine as the
 XML-RPC `ControlTarget`.
 
-    engine = Engine("dsm.conf")
-    attach_engine(engine, registry)          # before the first session is created
+    engine = Engine("dsm.conf", monitoring=RegistryMonitoringStore(registry))
     monitor = Monitor(registry, EngineControl(engine))
 
 `RegistryMonitoringStore` has the interface of ``yaypm.dsm.runtime.MonitoringStore``
@@ -35,9 +34,11 @@ ET.register_namespace("xlink", "http://www.w3.org/1999/xlink")
 class RegistryMonitoringStore:
     """DSM monitoring records kept in a `CallRegistry` (ids = DSM session ids).
 
-    A session whose id is already registered (the IVR layer registered the leg under the
-    same id) gets its DSM attributes merged into that entry, and the entry's end stays the
-    IVR layer's business; entries this store created end when the session does.
+    A session whose id is already registered (the IVR layer recorded the call leg under the
+    same id: `yaypm.dsm.yate.DSMRunner` names a leg's session after its record) gets its DSM
+    attributes merged into that entry, whose end stays the IVR layer's business (with the
+    leg's end reason as outcome), so each leg is counted once; entries this store created
+    end (``normal``) when the session does.
     """
 
     def __init__(self, registry: CallRegistry, full_stategraph: bool = False,
@@ -56,12 +57,14 @@ class RegistryMonitoringStore:
         return {i: r.attrs for i, r in self.registry.finished.items()}
 
     def create(self, sid: str, attrs: Dict[str, Any]) -> Dict[str, Any]:
-        if sid in self.registry.active:
-            self.registry.set(sid, **attrs)
-        else:
+        rec = self.registry.get(sid)
+        if rec is None:
             self.registry.start(sid, **attrs)
             self._owned.add(sid)
-        return self.registry.active[sid].attrs
+            return self.registry.active[sid].attrs
+        # The leg's record; already finished when a dial-out failed before its session existed.
+        self.registry.set(sid, **attrs)
+        return rec.attrs
 
     def get(self, sid: str) -> Optional[Dict[str, Any]]:
         rec = self.registry.get(sid)
@@ -77,13 +80,15 @@ class RegistryMonitoringStore:
 
 
 def attach_engine(engine: Any, registry: CallRegistry) -> RegistryMonitoringStore:
-    """Make a ``yaypm.dsm.Engine`` keep its monitoring records in ``registry`` (call before
-    its first session; keeps the engine's ``monitoring_full_*`` settings)."""
-    old = engine.monitoring
-    store = RegistryMonitoringStore(registry, old.full_stategraph, old.full_transitions)
-    engine.monitoring = store
-    engine.registry.monitoring = store
-    return store
+    """Make an existing ``yaypm.dsm.Engine`` keep its monitoring records in ``registry``
+    (before its first session; keeps the engine's ``monitoring_full_*`` settings). New code
+    passes ``Engine(..., monitoring=RegistryMonitoringStore(registry))`` instead."""
+    store = engine.monitoring
+    if isinstance(store, RegistryMonitoringStore) and store.registry is registry:
+        return store
+    new = RegistryMonitoringStore(registry, store.full_stategraph, store.full_transitions)
+    engine.monitoring = new
+    return new
 
 
 def _add_class(el: ET.Element, cls: str) -> None:
