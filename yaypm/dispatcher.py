@@ -145,10 +145,10 @@ class Message:
         return self._answered
 
     def getName(self) -> str:
-        return self._name
+        return self.name
 
     def getRetValue(self) -> str:
-        return self._retvalue
+        return self.retvalue
 
     def setRetValue(self, value: str) -> None:
         self.retvalue = value
@@ -214,7 +214,7 @@ class Message:
             del self._changed[key]
 
     def keys(self) -> List[str]:
-        return list(dict.fromkeys(k for k, v in self._params if v is not None))
+        return list(dict.fromkeys(k for k, _ in self.params))
 
     def items(self) -> Iterator[Tuple[str, str]]:
         return iter(self.params)
@@ -474,28 +474,33 @@ class Dispatcher:
         self._unanswered[rec.id] = m
         if self.observer is not None:
             self.observer.message_received(m)
-        waiters = self._waiters.get(rec.name)
+        self._route(m)
+
+    def _route(self, m: Message) -> None:
+        """Hand a received message to the first one-shot wait whose guard accepts it, else to
+        the handlers in order; nobody's message is answered unhandled at once."""
+        name = m._name
+        waiters = self._waiters.get(name)
         if waiters:
             for w in waiters:
                 try:
                     ok = w.guard(m)
                 except Exception:
-                    self.log.failure("Guard for {name} raised; treated as no match",
-                                     name=rec.name)
+                    self.log.failure("Guard for {name} raised; treated as no match", name=name)
                     ok = False
                 if ok:
                     self._remove_waiter(self._waiters, w)
                     if w.autoreturn:
-                        m.ret(True)
+                        self._answer_for_app(m, True)
                     self._deliver(m, w.deferred)
                     return
-        handlers = self._handlers.get(rec.name)
+        handlers = self._handlers.get(name)
         if handlers:
             for reg in list(handlers):
                 try:
                     result = reg.callback(m)
                 except Exception:
-                    self.log.failure("Handler for {name} raised", name=rec.name)
+                    self.log.failure("Handler for {name} raised", name=name)
                     self._answer_failed(m)
                     return
                 if isinstance(result, Deferred):
@@ -508,12 +513,16 @@ class Dispatcher:
                     return
                 if result is None or m._answered:
                     return
-                if not m._answered:
-                    m.ret(bool(result))
+                self._answer_for_app(m, bool(result))
                 return
         # Nobody wants it: answer at once, changing nothing.
         self.stats["unhandled"] += 1
-        self._answer(m, False)
+        self._answer(m, False, failed=True)
+
+    def _answer_for_app(self, m: Message, handled: bool) -> None:
+        """Answer as the app asked (a handler's return value, ``autoreturn``): with the
+        parameters it changed, as ``m.ret(handled)`` would."""
+        m.ret(handled)
 
     def _deliver(self, m: Message, d: Deferred) -> None:
         d.callback(m)
@@ -527,10 +536,8 @@ class Dispatcher:
         self._answer_failed(m)
 
     def _handler_result(self, m: Message, result: Any) -> None:
-        if not m._answered:
-            if result is None:
-                return
-            m.ret(bool(result))
+        if result is not None and not m._answered:
+            self._answer_for_app(m, bool(result))
 
     def _handler_failed(self, m: Message, f: Failure) -> None:
         self.log.failure("Handler for {name} failed", f, name=m._name)
@@ -614,42 +621,54 @@ class Dispatcher:
         d.callback(rec.processed)
 
     def _handle_notification(self, rec: P.MessageAnswer) -> None:
-        name = rec.name or ""
-        waiters = self._watch_waiters.get(name)
-        all_waiters = self._watch_waiters.get("") if name else None
-        watchers = self._watchers.get(name)
-        all_watchers = self._watchers.get("") if name else None
-        if not waiters and not all_waiters and not watchers and not all_watchers:
+        # extmodule sends one notification per message, for the name's watch and the
+        # every-message watch ("") alike.
+        self._notify_watchers(rec.name or "", rec.params, rec.retvalue, rec.processed)
+
+    def _notify_watchers(self, name: str, params: Any, retvalue: str,
+                         processed: Optional[bool], watched: Optional[str] = None) -> None:
+        """A notification (a copy of ``name`` after its dispatch): fire the one-shot watch
+        waits whose guard accepts it, then call the persistent watchers.
+
+        ``watched``: the one watch name it came for (Yate's in-process host sends a copy per
+        watch); None: the watch of ``name`` and the every-message watch ``""`` both get it.
+        A failing guard or watcher is logged; the others still run.
+        """
+        if watched is None:
+            keys: Tuple[str, ...] = (name, "") if name else ("",)
+        else:
+            keys = (watched,)
+        waiters = [w for k in keys for w in self._watch_waiters.get(k, ())]
+        tables = [regs for regs in (self._watchers.get(k) for k in keys) if regs]
+        if not waiters and not tables:
             return
-        m = Message(self, name, rec.params, rec.retvalue, "", None)
-        m._processed = rec.processed
-        if waiters or all_waiters:
-            fired = []
-            for w in list(waiters or ()) + list(all_waiters or ()):
+        m = Message(self, name, params, retvalue, "", None)
+        m._processed = processed
+        fired = []
+        for w in waiters:
+            try:
+                ok = w.guard(m)
+            except Exception:
+                self.log.failure("Watch guard for {name} raised", name=name)
+                ok = False
+            if ok:
+                fired.append(w)
+        for w in fired:
+            self._remove_waiter(self._watch_waiters, w)
+            w.deferred.callback(m)
+            # App code ran in our call: a failure it left in the chain is logged here
+            # rather than as "Unhandled error in Deferred" at garbage collection.
+            w.deferred.addErrback(
+                lambda f: self.log.failure("Watch callback for {name} failed", f, name=name))
+        for regs in tables:
+            for reg in list(regs):
                 try:
-                    ok = w.guard(m)
+                    r = reg.callback(m)
+                    if isinstance(r, Deferred):
+                        r.addErrback(lambda f: self.log.failure(
+                            "Watcher for {name} failed", f, name=name))
                 except Exception:
-                    self.log.failure("Watch guard for {name} raised", name=name)
-                    ok = False
-                if ok:
-                    fired.append(w)
-            for w in fired:
-                self._remove_waiter(self._watch_waiters, w)
-                w.deferred.callback(m)
-                # App code ran in our call: a failure it left in the chain is logged here
-                # rather than as "Unhandled error in Deferred" at garbage collection.
-                w.deferred.addErrback(
-                    lambda f: self.log.failure("Watch callback for {name} failed", f, name=name))
-        for regs in (watchers, all_watchers):
-            if regs:
-                for reg in list(regs):
-                    try:
-                        r = reg.callback(m)
-                        if isinstance(r, Deferred):
-                            r.addErrback(lambda f: self.log.failure(
-                                "Watcher for {name} failed", f, name=name))
-                    except Exception:
-                        self.log.failure("Watcher for {name} raised", name=name)
+                    self.log.failure("Watcher for {name} raised", name=name)
 
     def _handle_error(self, rec: P.ErrorIn) -> None:
         for c in self._controls:

@@ -48,7 +48,7 @@ import sys
 import threading
 import time
 import types
-from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from twisted.internet import defer
 from twisted.internet.defer import Deferred
@@ -132,10 +132,6 @@ class EmbeddedMessage(Message):
         return self._done or not self._raw.alive
 
     @property
-    def answered(self) -> bool:
-        return self._answered
-
-    @property
     def alive(self) -> bool:
         """Yate still waits for the answer (not answered, not timed out): writable."""
         return self._raw.alive
@@ -149,10 +145,6 @@ class EmbeddedMessage(Message):
     def name(self, value: str) -> None:
         self._writable().set_name(str(value))
         self._name = str(value)
-
-    @property
-    def time(self) -> Optional[int]:
-        return self._time
 
     @property
     def retvalue(self) -> str:
@@ -169,12 +161,6 @@ class EmbeddedMessage(Message):
     @property
     def broadcast(self) -> bool:
         return self._raw.broadcast
-
-    def getName(self) -> str:
-        return self.name
-
-    def getRetValue(self) -> str:
-        return self.retvalue
 
     @property
     def attrs(self) -> Dict[str, str]:
@@ -213,15 +199,6 @@ class EmbeddedMessage(Message):
     def add(self, key: str, value: Any) -> None:
         """Append a parameter even if one of that name exists (Yate's ``addParam``)."""
         self._writable().add(str(key), "" if value is None else str(value))
-
-    def keys(self) -> List[str]:
-        return list(dict.fromkeys(k for k, _ in self._raw.params()))
-
-    def items(self) -> Iterator[Tuple[str, str]]:
-        return iter(self._raw.params())
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self.keys())
 
     def copy(self) -> Message:
         """A detached copy (a plain :class:`Message`) that stays readable after ``ret()``."""
@@ -367,45 +344,8 @@ class EmbeddedDispatcher(Dispatcher):
             for hm, handled in held:
                 self._release(hm, handled, quiet=True)
 
-    def _route(self, m: EmbeddedMessage) -> None:
-        name = m._name
-        waiters = self._waiters.get(name)
-        if waiters:
-            for w in waiters:
-                try:
-                    ok = w.guard(m)
-                except Exception:
-                    self.log.failure("Guard for {name} raised; treated as no match", name=name)
-                    ok = False
-                if ok:
-                    self._remove_waiter(self._waiters, w)
-                    if w.autoreturn:
-                        self._answer(m, True, failed=True)
-                    self._deliver(m, w.deferred)
-                    return
-        handlers = self._handlers.get(name)
-        if handlers:
-            for reg in list(handlers):
-                try:
-                    result = reg.callback(m)
-                except Exception:
-                    self.log.failure("Handler for {name} raised", name=name)
-                    self._answer_failed(m)
-                    return
-                if isinstance(result, Deferred):
-                    result.addCallbacks(lambda r, m=m: self._handler_result(m, r),
-                                        lambda f, m=m: self._handler_failed(m, f))
-                    return
-                if result is None or m._answered:
-                    return
-                self._answer(m, bool(result), failed=True)
-                return
-        self.stats["unhandled"] += 1
-        self._answer(m, False, failed=True)
-
-    def _handler_result(self, m: Message, result: Any) -> None:
-        if result is not None and not m._answered:
-            self._answer(m, bool(result), failed=True)
+    def _answer_for_app(self, m: Message, handled: bool) -> None:
+        self._answer(m, handled, failed=True)     # quiet if Yate released it meanwhile
 
     def _arm_deadline(self, m: Message) -> None:
         pass                            # the host times out the Yate thread itself
@@ -456,39 +396,8 @@ class EmbeddedDispatcher(Dispatcher):
                        params: List[Tuple[str, str]]) -> None:
         """A notification (a copy: the message is gone) for the watch ``wid``."""
         watched = self._watch_names.get(wid)
-        if watched is None:
-            return
-        waiters = self._watch_waiters.get(watched)
-        regs = self._watchers.get(watched)
-        if not waiters and not regs:
-            return
-        m = Message(self, name, params, retval, "", None)
-        m._processed = handled
-        if waiters:
-            fired = []
-            for w in list(waiters):
-                try:
-                    ok = w.guard(m)
-                except Exception:
-                    self.log.failure("Watch guard for {name} raised", name=name)
-                    ok = False
-                if ok:
-                    fired.append(w)
-            for w in fired:
-                self._remove_waiter(self._watch_waiters, w)
-                try:
-                    w.deferred.callback(m)
-                except Exception:
-                    self.log.failure("Watch callback for {name} failed", name=name)
-        if regs:
-            for reg in list(regs):
-                try:
-                    r = reg.callback(m)
-                    if isinstance(r, Deferred):
-                        r.addErrback(lambda f: self.log.failure(
-                            "Watcher for {name} failed", f, name=name))
-                except Exception:
-                    self.log.failure("Watcher for {name} raised", name=name)
+        if watched is not None:
+            self._notify_watchers(name, params, retval, handled, watched=watched)
 
     # -- messages to Yate ----------------------------------------------------------------------
     def _dispatch(self, m: Message) -> Deferred[bool]:

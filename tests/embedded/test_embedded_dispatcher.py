@@ -342,6 +342,22 @@ def test_watch_delivers_copies_per_watched_name(env):
     assert m["id"] == "sip/2" and m.processed is False
 
 
+def test_a_failing_watch_callback_is_logged_and_the_watchers_still_run(env):
+    from twisted.logger import capturedLogs
+    host, _, disp = env
+    got: list = []
+    once = disp.onwatch("chan.hangup")
+    once.addCallback(lambda m: 1 / 0)
+    disp.watcher("chan.hangup", lambda m: got.append(m["id"]))
+    [wid] = host.watches
+    with capturedLogs() as events:
+        disp._on_host_watch(wid, "chan.hangup", True, "", [("id", "sip/1")])
+    assert got == ["sip/1"]
+    [event] = [e for e in events if "log_failure" in e]
+    assert event["log_format"] == "Watch callback for {name} failed"
+    assert event["log_failure"].check(ZeroDivisionError)
+
+
 def test_setlocal_maps_to_host_options_and_settings(env):
     host, _, disp = env
     assert success_result_of(disp.setlocal("timeout", 300)) == "300"
