@@ -22,6 +22,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 
 from yaypm.protocol import parse_line  # noqa: E402
+from yaypm.testing.traces import find_traces as _find_traces  # noqa: E402
 from yaypm.testing.traces import load_trace  # noqa: E402
 
 try:
@@ -31,12 +32,13 @@ except ImportError:                                   # pragma: no cover
 
 
 def find_traces(explicit: str | None) -> str:
-    for cand in [explicit, os.environ.get("YAYPM_TRACES"),
-                 os.path.join(os.path.dirname(HERE), "..", "shared", "traces"),
-                 "/work/shared/traces"]:
+    for cand in [explicit, os.environ.get("YAYPM_TRACES")]:
         if cand and os.path.exists(os.path.join(cand, "A0_connect.txt")):
             return cand
-    sys.exit("bench_codec: traces not found (use --traces DIR)")
+    found = _find_traces(HERE)
+    if found is None:
+        sys.exit("bench_codec: traces not found (use --traces DIR)")
+    return str(found)
 
 
 def line_mix(traces_dir: str) -> List[Tuple[bytes, bool]]:

@@ -11,7 +11,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Tuple
 
@@ -23,19 +22,10 @@ from twisted.python.failure import Failure
 from yaypm import protocol as P
 from yaypm.dispatcher import Dispatcher, DisconnectedException, LineTooLongError, Message
 from yaypm.protocol import ProtocolError, parse_line
-from yaypm.testing.traces import ENGINE, SCRIPT, TraceEntry, load_trace, parse_trace
+from yaypm.testing.traces import (ENGINE, SCRIPT, TraceEntry, find_traces, load_trace,
+                                  parse_trace)
 
-
-def _traces_dir() -> Path:
-    here = Path(__file__).resolve()
-    for base in [Path(os.environ.get("YAYPM_SHARED", "/nonexistent"))] + list(here.parents):
-        for cand in (base / "traces", base / "shared" / "traces"):
-            if (cand / "A0_connect.txt").exists():
-                return cand
-    return Path("/work/shared/traces")
-
-
-TRACES = _traces_dir()
+TRACES = find_traces(__file__) or Path(__file__).parent / "no-traces"
 pytestmark = pytest.mark.skipif(not (TRACES / "A0_connect.txt").exists(),
                                 reason="shared/traces not found")
 ALL = sorted(p.name for p in TRACES.glob("*.txt")) if TRACES.exists() else []
@@ -75,6 +65,22 @@ def test_loader_reads_directions_connections_comments_and_times():
     assert e[4].raw() == b"bytes \xc0\r"
     assert e[5].comment == "plain table line"
     assert [x.line for x in trace.lines(connection=2)] == ["%%<install:90:x:true"]
+
+
+def test_find_traces_looks_in_yaypm_shared_then_upwards(tmp_path, monkeypatch):
+    monkeypatch.delenv("YAYPM_SHARED", raising=False)
+    shared = tmp_path / "shared" / "traces"
+    shared.mkdir(parents=True)
+    deep = tmp_path / "main" / "tests" / "simulator"
+    deep.mkdir(parents=True)
+    assert find_traces(deep) is None                  # no A0_connect.txt yet
+    (shared / "A0_connect.txt").write_text(">> %%>connect:global\n")
+    assert find_traces(deep / "test_x.py") == shared
+    other = tmp_path / "elsewhere"
+    (other / "traces").mkdir(parents=True)
+    (other / "traces" / "A0_connect.txt").write_text("")
+    monkeypatch.setenv("YAYPM_SHARED", str(other))
+    assert find_traces(deep) == other / "traces"
 
 
 @pytest.mark.parametrize("name", [n for n in ALL if n.endswith(".timed.txt")])

@@ -6,48 +6,18 @@ from typing import Any
 
 from yaypm.dsm import Engine
 from yaypm.dsm.yate import DSMRunner
+from yaypm.examples import example_path
 from yaypm.ivr import switchboard
 from yaypm.prompts import prompt
 from yaypm.registry import CallRegistry
 
 PROMPTS = os.path.dirname(prompt("menu"))
 
-#: The small IVR of the tests and docs: answer, play the menu, collect a PIN into $pin until
-#: '#', check it, say "one" (right) or "invalid" (wrong, try again), hang up after it.
-IVR = """\
--- ivr.dsm: answer, play the menu, collect a PIN into $pin until '#', check it.
-initial state START;
-
-transition "answered" START - sessionStart / {
-  sets($menu=$(config.prompts)/menu.au);
-  playFile($menu);
-  clear($pin);
-} -> COLLECT;
-
-state COLLECT;
-transition "digit" COLLECT - keyTest(#key < 10) / {
-  flushPlaylist();
-  append($pin, #key);
-} -> COLLECT;
-transition "pin complete" COLLECT - keyTest(#key == 11) -> CHECK;
-
-state CHECK enter { repost(); };
-transition "pin ok" CHECK - test($pin == $config.pin) / {
-  sets($prompt=$(config.prompts)/one.au);
-  playFile($prompt);
-} -> GOODBYE;
-transition "pin wrong" CHECK / {
-  clear($pin);
-  sets($prompt=$(config.prompts)/invalid.au);
-  playFile($prompt);
-} -> COLLECT;
-
-state GOODBYE;
-transition "said goodbye" GOODBYE - noAudio / stop(true) -> END;
-
-transition "caller left" (START, COLLECT, CHECK, GOODBYE) - hangup / stop(false) -> END;
-state END;
-"""
+#: The small IVR of the tests and docs (shipped as yaypm/examples/ivr.dsm): answer, play the
+#: menu, collect a PIN into $pin until '#', check it, say "one" (right) or "invalid" (wrong, try
+#: again), hang up after it.
+with open(example_path("ivr.dsm"), encoding="utf-8") as _f:
+    IVR = _f.read()
 
 
 def wave(name: str) -> str:

@@ -15,7 +15,6 @@ can drive a real engine with sipp by implementing that interface.
 
 from __future__ import annotations
 
-import os
 import re
 import struct
 from pathlib import Path
@@ -26,19 +25,9 @@ from twisted.internet.task import Clock
 
 from yaypm.testing.simulator import Simulator
 from yaypm.testing.simulator.replay import Event, SimTarget, replay, scenario_from_trace
-from yaypm.testing.traces import load_trace
+from yaypm.testing.traces import find_traces, load_trace
 
-
-def _traces_dir() -> Path:
-    here = Path(__file__).resolve()
-    for base in [Path(os.environ.get("YAYPM_SHARED", "/nonexistent"))] + list(here.parents):
-        for cand in (base / "traces", base / "shared" / "traces"):
-            if (cand / "A0_connect.txt").exists():
-                return cand
-    return Path("/work/shared/traces")
-
-
-TRACES = _traces_dir()
+TRACES = find_traces(__file__) or Path(__file__).parent / "no-traces"
 pytestmark = pytest.mark.skipif(not (TRACES / "A0_connect.timed.txt").exists(),
                                 reason="shared/traces not found")
 

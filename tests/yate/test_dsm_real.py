@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from yaypm.examples import example_path
 from yaypm.prompts import prompt
 
 pytestmark = pytest.mark.yate
@@ -25,41 +26,19 @@ pytestmark = pytest.mark.yate
 EVENT = 15.0
 PROMPTS = os.path.dirname(prompt("menu"))
 
-IVR = """\
-import(mod_monitoring);
-initial state START;
 
-transition "answered" START - sessionStart / {
-  sets($menu=$(config.prompts)/menu.au);
-  playFile($menu);
-  clear($pin);
-} -> COLLECT;
+def _ivr_recording_the_pin() -> str:
+    """The example IVR of docs/dsm.md (yaypm/examples/ivr.dsm), also showing `$pin` to
+    monitoring (mod_monitoring) as it is typed."""
+    with open(example_path("ivr.dsm"), encoding="utf-8") as f:
+        script = f.read()
+    collect = "  append($pin, #key);\n"
+    assert script.count("initial state START;") == 1 and script.count(collect) == 1
+    return (script.replace("initial state START;", "import(mod_monitoring);\ninitial state START;")
+            .replace(collect, collect + "  monitoring.set(pin, $pin);\n"))
 
-state COLLECT;
-transition "digit" COLLECT - keyTest(#key < 10) / {
-  flushPlaylist();
-  append($pin, #key);
-  monitoring.set(pin, $pin);
-} -> COLLECT;
-transition "pin complete" COLLECT - keyTest(#key == 11) -> CHECK;
 
-state CHECK enter { repost(); };
-transition "pin ok" CHECK - test($pin == $config.pin) / {
-  sets($prompt=$(config.prompts)/pin_goodbye.au);
-  playFile($prompt);
-} -> GOODBYE;
-transition "pin wrong" CHECK / {
-  clear($pin);
-  sets($prompt=$(config.prompts)/invalid.au);
-  playFile($prompt);
-} -> COLLECT;
-
-state GOODBYE;
-transition "said goodbye" GOODBYE - noAudio / stop(true) -> END;
-
-transition "caller left" (START, COLLECT, CHECK, GOODBYE) - hangup / stop(false) -> END;
-state END;
-"""
+IVR = _ivr_recording_the_pin()
 
 
 def _free_port() -> int:

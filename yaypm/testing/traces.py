@@ -16,7 +16,8 @@ survives, and a trailing CR sent by the script is kept.
     ['%%<install:50:test.a:true']
 
 ``Trace.sessions()`` splits a transcript at ``# connected to`` comments: in the protocol traces
-each of those is a new TCP connection (and so a fresh dispatcher).
+each of those is a new TCP connection (and so a fresh dispatcher). :func:`find_traces` finds the
+folder of the recorded transcripts (``shared/traces`` next to the checkout).
 """
 
 from __future__ import annotations
@@ -24,9 +25,11 @@ from __future__ import annotations
 import os
 import re
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Iterator, List, Optional, Union
 
-__all__ = ["TraceEntry", "Trace", "load_trace", "parse_trace", "SCRIPT", "ENGINE"]
+__all__ = ["TraceEntry", "Trace", "load_trace", "parse_trace", "find_traces", "SCRIPT",
+           "ENGINE"]
 
 SCRIPT = ">>"      #: a line the script wrote to Yate
 ENGINE = "<<"      #: a line Yate wrote to the script
@@ -128,3 +131,20 @@ def load_trace(path: Union[str, "os.PathLike[str]"]) -> Trace:
             name = name[:-len(suffix)]
             break
     return parse_trace(data, name)
+
+
+def find_traces(near: Union[str, "os.PathLike[str]", None] = None,
+                marker: str = "A0_connect.txt") -> Optional[Path]:
+    """The folder of recorded transcripts, or None: the first ``traces/`` or ``shared/traces/``
+    holding ``marker``, in ``$YAYPM_SHARED``, then in ``near`` (a file or folder; default the
+    current directory) and each folder above it."""
+    start = Path(near if near is not None else os.getcwd()).resolve()
+    bases = [start, *start.parents]
+    env = os.environ.get("YAYPM_SHARED")
+    if env:
+        bases.insert(0, Path(env))
+    for base in bases:
+        for cand in (base / "traces", base / "shared" / "traces"):
+            if (cand / marker).is_file():
+                return cand
+    return None

@@ -37,7 +37,7 @@ import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Generator, Iterator, Mapping, Optional, Sequence, Union
+from typing import Callable, Generator, Iterator, Mapping, Optional, Sequence, TypeVar, Union
 
 import pytest
 from twisted.logger import Logger
@@ -1292,6 +1292,33 @@ def _agents(request: pytest.FixtureRequest) -> list[SippAgent]:
     return node.stash[_agents_key]
 
 
+_Agent = TypeVar("_Agent", bound=SippAgent)
+
+
+def _sipp_agents(request: pytest.FixtureRequest,
+                 make: Callable[..., _Agent]) -> Iterator[Callable[..., _Agent]]:
+    """The body of ``sip_call``/``sip_callee``: yields ``start(*args, **kw)``, which builds
+    the n-th agent with ``make(n, *args, **kw)`` and starts it; every agent of the test is
+    killed by PID at teardown."""
+    _require_tools(request.config, need_sipp=True)
+    agents = _agents(request)
+    count = 0
+
+    def start(*args: object, **kw: object) -> _Agent:
+        nonlocal count
+        count += 1
+        agent = make(count, *args, **kw)
+        agents.append(agent)
+        agent.start()
+        return agent
+
+    try:
+        yield start
+    finally:
+        for agent in agents:
+            agent.kill()
+
+
 @pytest.fixture
 def sip_call(request: pytest.FixtureRequest, yate: YateEngine,
              tmp_path: Path) -> Iterator[Callable[..., SippCall]]:
@@ -1302,25 +1329,12 @@ def sip_call(request: pytest.FixtureRequest, yate: YateEngine,
     extra sipp options (``["-rtp_echo"]``). Every sipp this
     fixture started is killed by PID at teardown.
     """
-    _require_tools(request.config, need_sipp=True)
-    agents = _agents(request)
-    count = 0
+    def make(n: int, number: str, scenario: Union[str, Path] = "uac_wait_bye", *,
+             timeout: float = 30.0, sipp_args: Sequence[str] = (), **keys: object) -> SippCall:
+        return SippCall(yate.sip_port, number, tmp_path / "sipp", scenario=scenario, keys=keys,
+                        timeout=timeout, label=f"caller{n}", args=sipp_args)
 
-    def start(number: str, scenario: Union[str, Path] = "uac_wait_bye", *, timeout: float = 30.0,
-              sipp_args: Sequence[str] = (), **keys: object) -> SippCall:
-        nonlocal count
-        count += 1
-        agent = SippCall(yate.sip_port, number, tmp_path / "sipp", scenario=scenario, keys=keys,
-                         timeout=timeout, label=f"caller{count}", args=sipp_args)
-        agents.append(agent)
-        agent.start()
-        return agent
-
-    try:
-        yield start
-    finally:
-        for agent in agents:
-            agent.kill()
+    yield from _sipp_agents(request, make)
 
 
 @pytest.fixture
@@ -1328,22 +1342,9 @@ def sip_callee(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Calla
     """``sip_callee("answer" | "busy" | "noanswer" | scenario, timeout=30, sipp_args=(),
     **keys)`` starts a sipp callee on a free loopback port and returns it once it listens;
     call it from Yate with ``callee.callto``. Killed by PID at teardown."""
-    _require_tools(request.config, need_sipp=True)
-    agents = _agents(request)
-    count = 0
+    def make(n: int, behaviour: str = "answer", *, timeout: float = 30.0,
+             sipp_args: Sequence[str] = (), **keys: object) -> SippCallee:
+        return SippCallee(behaviour, tmp_path / "sipp", keys=keys, timeout=timeout,
+                          label=f"callee{n}", args=sipp_args)
 
-    def start(behaviour: str = "answer", *, timeout: float = 30.0, sipp_args: Sequence[str] = (),
-              **keys: object) -> SippCallee:
-        nonlocal count
-        count += 1
-        agent = SippCallee(behaviour, tmp_path / "sipp", keys=keys, timeout=timeout,
-                           label=f"callee{count}", args=sipp_args)
-        agents.append(agent)
-        agent.start()
-        return agent
-
-    try:
-        yield start
-    finally:
-        for agent in agents:
-            agent.kill()
+    yield from _sipp_agents(request, make)
