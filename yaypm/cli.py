@@ -145,17 +145,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
             service = connect_service(reactor, args.connect, app_start, role=args.role)
             log.info("Connecting to Yate at {endpoint}", endpoint=args.connect)
             reactor.addSystemEventTrigger("before", "shutdown", service.stopService)
-            if mon_config is not None and mon_config.listen:
-                from yaypm.monitor import start_monitor
-                from yaypm.registry import default_registry
-                started = start_monitor(mon_config, default_registry(), reactor=reactor,
-                                        services=[service])
-                if started is not None:
-                    try:
-                        await started
-                    except Exception as e:
-                        sys.stderr.write(f"yaypm: error: --monitor {mon_config.listen}: {e}\n")
-                        raise SystemExit(1) from None
+            if mon_config is not None:
+                from yaypm.monitor.cli import serve_monitor
+                await serve_monitor(mon_config, default_registry(), reactor=reactor,
+                                    services=[service])
         await done
 
     task.react(lambda reactor: defer.Deferred.fromCoroutine(run(reactor)))

@@ -5,14 +5,18 @@ child process costs a second of imports); and against an XML-RPC-only server."""
 from __future__ import annotations
 
 import io
+import socket
 from typing import Tuple
 
+import pytest
 import pytest_twisted
 from twisted.internet import defer, reactor, threads
 from twisted.web.server import Site
 
 from yaypm.monitor import ControlError, Monitor, MonitorRPC
-from yaypm.monitor.cli import format_table
+from yaypm.monitor.cli import format_table, serve_monitor
+from yaypm.monitor.server import MonitorConfig
+from yaypm.registry import CallRegistry
 
 from monitor_helpers import ANNA, CALLER, JOHN, quiz_registry, run_python, serving
 
@@ -131,3 +135,18 @@ def test_format_table() -> None:
         "call id  app  state  dir  age    from  to",
         "a        x    S      in   1m15s  f     t",
         "bbbb                      3.0s"]
+
+
+@pytest_twisted.ensureDeferred
+async def test_serve_monitor_on_a_taken_port_exits_with_one_line(capsys) -> None:
+    await serve_monitor(MonitorConfig(), CallRegistry(reactor), reactor=reactor)  # off: no-op
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        port = taken.getsockname()[1]
+        config = MonitorConfig(listen=f"tcp:{port}:interface=127.0.0.1")
+        with pytest.raises(SystemExit) as e:
+            await serve_monitor(config, CallRegistry(reactor), reactor=reactor)
+    assert e.value.code == 1
+    [line] = capsys.readouterr().err.splitlines()
+    assert line.startswith(f"yaypm: error: --monitor tcp:{port}:interface=127.0.0.1: ")

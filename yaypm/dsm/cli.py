@@ -147,7 +147,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     log = Logger(namespace="yaypm.dsm.run")
 
     async def main(reactor: object) -> None:
-        from yaypm.monitor import start_monitor
+        from yaypm.monitor.cli import serve_monitor
         from yaypm.monitor.dsm_bridge import EngineControl
 
         class _Control(EngineControl):
@@ -177,15 +177,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         log.info("DSM: running {apps} on {endpoint}",
                  apps=", ".join(sorted(runner.engine.app_set.apps)),  # type: ignore
                  endpoint=args.connect)
-        started = start_monitor(mon_config, registry, _Control(runner.engine),  # type: ignore
-                                reactor=reactor, services=[service])
-        if started is not None:
-            try:
-                await started
-            except Exception as e:
-                import sys
-                sys.stderr.write(f"yaypm: error: --monitor {mon_config.listen}: {e}\n")
-                raise SystemExit(1) from None
+        await serve_monitor(mon_config, registry, _Control(runner.engine),  # type: ignore
+                            reactor=reactor, services=[service])
 
         def hup(signum: int, frame: object) -> None:
             reactor.callFromThread(runner.reload)  # type: ignore

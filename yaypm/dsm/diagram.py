@@ -175,27 +175,32 @@ class _Compiler:
             self.err(pos, f"{spec.name} takes {want} parameter(s), got {n}")
         return parts
 
-    def action(self, a: Action) -> CAction | None:
-        found = self._lookup(a.name, "action")
+    def _bind(self, kind: str, name: str, arg: str, pos: Pos) -> tuple[Any, Spec, tuple] | None:
+        """The handler, spec and prepared arguments of action/condition `name`; None (the
+        problem recorded) when it is unknown or its arguments do not fit."""
+        found = self._lookup(name, kind)
         if found is None:
-            self._missing(a.name, "action", a.pos)
+            self._missing(name, kind, pos)
             return None
         mod, spec = found
-        parts = self._prepare(spec, a.arg, a.pos)
+        parts = self._prepare(spec, arg, pos)
         if parts is None:
             return None
-        return CAction(mod.handler(spec), parts, a.pos, a.name)
+        return mod.handler(spec), spec, parts
+
+    def action(self, a: Action) -> CAction | None:
+        bound = self._bind("action", a.name, a.arg, a.pos)
+        if bound is None:
+            return None
+        handler, _, parts = bound
+        return CAction(handler, parts, a.pos, a.name)
 
     def condition(self, c: Condition) -> CCondition | None:
-        found = self._lookup(c.name, "condition")
-        if found is None:
-            self._missing(c.name, "condition", c.pos)
+        bound = self._bind("condition", c.name, c.arg, c.pos)
+        if bound is None:
             return None
-        mod, spec = found
-        parts = self._prepare(spec, c.arg, c.pos)
-        if parts is None:
-            return None
-        return CCondition(mod.handler(spec), parts, c.negated, spec.events, c.pos, c.name, c.arg)
+        handler, spec, parts = bound
+        return CCondition(handler, parts, c.negated, spec.events, c.pos, c.name, c.arg)
 
     def stmts(self, stmts: tuple[Statement, ...]) -> tuple:
         out: list = []

@@ -3,8 +3,8 @@
 The main CLI (``yaypm.cli``) calls `add_subparsers(subparsers)`; each sub-command sets
 ``func(args) -> int`` (exit status) with `argparse`'s ``set_defaults``.  The server-side flags
 (``--monitor``, ``--monitor-allow-remote``, ``--monitor-auth``) are added to the command that
-runs apps with `add_server_arguments(parser)`, and read with ``MonitorConfig.with_args``.
-Also runnable alone: ``python -m yaypm.monitor.cli status``.
+runs apps with `add_server_arguments(parser)`, read with ``MonitorConfig.with_args`` and
+started with `serve_monitor`.  Also runnable alone: ``python -m yaypm.monitor.cli status``.
 """
 
 from __future__ import annotations
@@ -20,7 +20,8 @@ import xmlrpc.client
 from typing import Any, Dict, List, Optional, Sequence, TextIO
 from urllib.parse import unquote, urlsplit, urlunsplit
 
-__all__ = ["add_subparsers", "add_server_arguments", "status", "reload", "main", "DEFAULT_URL"]
+__all__ = ["add_subparsers", "add_server_arguments", "serve_monitor", "status", "reload", "main",
+           "DEFAULT_URL"]
 
 DEFAULT_URL = "http://127.0.0.1:8090"
 TIMEOUT = 10.0
@@ -36,6 +37,22 @@ def add_server_arguments(parser: argparse.ArgumentParser) -> None:
                    help="allow a non-loopback interface (requires --monitor-auth)")
     g.add_argument("--monitor-auth", metavar="FILE",
                    help="HTTP basic auth: a file of user:password lines")
+
+
+async def serve_monitor(config: Any, registry: Any, control: Any = None, *, reactor: Any,
+                        services: Sequence[Any] = ()) -> None:
+    """Start the monitoring server a command's ``--monitor`` flags ask for (nothing when
+    ``config.listen`` is unset); one that cannot listen ends the program: a line on stderr,
+    exit status 1."""
+    from yaypm.monitor.server import start_monitor
+    started = start_monitor(config, registry, control, reactor=reactor, services=services)
+    if started is None:
+        return
+    try:
+        await started
+    except Exception as e:
+        sys.stderr.write(f"yaypm: error: --monitor {config.listen}: {e}\n")
+        raise SystemExit(1) from None
 
 
 def add_subparsers(subparsers: Any) -> None:
