@@ -430,6 +430,11 @@ class SimConnection:
         if self.closed:
             raise DisconnectedException(f"{self.name} is closed")
         self.sim._log(self.name, SCRIPT, line)
+        if self.sim._stepping and not self.sim.engine.busy:
+            # Written from one of the script's own timers (a leg's sleep or timeout): Yate
+            # reads it once the timer returned, so its answers cannot arrive inside the write.
+            self.sim._held.append((self, line))
+            return
         self.sim.engine.run(self.ext.data_received, line)
 
     def _closed_by_engine(self) -> None:
@@ -525,6 +530,8 @@ class Simulator:
         self.default_endpoint: Behaviour = unreachable()
         self._callseq = itertools.count(1)
         self.ended_legs: List[SimLeg] = []
+        self._stepping = False        # inside advance()'s clock step
+        self._held: List[Tuple[SimConnection, str]] = []   # lines written by script timers
 
     # -- connections ---------------------------------------------------------------------------
     def _new_connection(self, role: Optional[str], name: Optional[str]) -> SimConnection:
@@ -645,8 +652,21 @@ class Simulator:
                 calls = sorted(self.clock.getDelayedCalls(), key=lambda c: c.getTime())
             if not calls or calls[0].getTime() > target:
                 break
-            self.clock.advance(max(calls[0].getTime() - self.clock.seconds(), 0.0))
-        self.clock.advance(max(target - self.clock.seconds(), 0.0))
+            self._step(max(calls[0].getTime() - self.clock.seconds(), 0.0))
+        self._step(max(target - self.clock.seconds(), 0.0))
+
+    def _step(self, seconds: float) -> None:
+        """One clock step; then the lines script timers wrote during it (see from_script)."""
+        self._stepping = True
+        try:
+            self.clock.advance(seconds)
+        finally:
+            self._stepping = False
+        while self._held:
+            held, self._held = self._held, []
+            for conn, line in held:
+                if not conn.closed:
+                    self.engine.run(conn.ext.data_received, line)
 
     # -- calls ---------------------------------------------------------------------------------------
     def place_call(self, called: str, caller: str = "alice", *,

@@ -85,7 +85,8 @@ def error_for_code(code: int) -> Optional[str]:
 class Channel:
     """A call leg (``Channel`` in Yate): id, status, peer, targetid, billid, disconnect params."""
 
-    media_capable = False      # does audio flow (so prompts progress and recorders record)?
+    media_capable = False      # a leg with a media endpoint (SIP): prompts reach a party
+    media_up = False           # ... and its audio flows now (so prompts progress, recorders record)
     emits_hangup = True        # chan.hangup when it dies (not for tone/wave/conf helpers)
 
     def __init__(self, driver: "Driver", outgoing: bool, address: str = "",

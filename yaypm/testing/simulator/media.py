@@ -5,7 +5,7 @@ A prompt (``wave/play/FILE``) lasts as long as its file: ``.au`` from its header
 ``.alaw``/``.mulaw``/``.A``/``.u`` at 8000 bytes/s, ``.gsm`` at 1650 bytes/s; a test may declare
 a duration per path instead (:meth:`MediaFiles.declare`).  It only progresses while audio flows
 to a media-capable peer (yate-messages.md §2.11: a prompt on a dumb channel whose peer has no
-media never ends).  A recorder (``wave/record/FILE``) writes, when it stops, a file of the size
+media never ends) — for a SIP leg, once answered or with early media (``SipChannel.media_up``).  A recorder (``wave/record/FILE``) writes, when it stops, a file of the size
 the elapsed time gives in its format (``maxlen`` bytes at most; ``.au`` adds Yate's 32-byte
 header), and reports ``reason=maxlen`` through ``chan.notify`` when the limit is reached.
 """
@@ -128,11 +128,12 @@ class SilenceResource(_Resource):
 
 
 def _flowing(chan: "Channel") -> bool:
-    """Does audio from this channel reach a media-capable leg (so a prompt progresses)?"""
+    """Does audio from this channel reach a media-capable leg whose media is up (answered, or
+    early media), so that a prompt progresses?"""
     if chan.media_capable:
-        return True
+        return chan.media_up
     peer = chan.peer
-    return peer is not None and peer.media_capable
+    return peer is not None and peer.media_capable and peer.media_up
 
 
 class WaveSource(_Resource):

@@ -57,6 +57,18 @@ class SipChannel(Channel):
     media_capable = True
     driver: "SipDriver"
 
+    @property
+    def media_up(self) -> bool:
+        """RTP flows once SDP went both ways: on the answer, or early (``early_media``).
+
+        Before that a prompt on the peer does not progress and a recorder gets nothing: Yate
+        starts RTP on an incoming call with its 200, or with a 180/183 carrying SDP, which
+        ysipchan sends when the message says ``earlymedia=true`` or, without the parameter,
+        when the peer already has a source (``createProvisionalSDP``); an outgoing call's
+        media starts with the callee's 183 with SDP.
+        """
+        return self.answered or self.early_media
+
     def __init__(self, driver: "SipDriver", outgoing: bool, address: str,
                  remote: RemoteParty, *, call_id: str, local_tag: str = "",
                  remote_tag: str = "", domain: str = "", rfc2833: bool = True,
@@ -77,6 +89,9 @@ class SipChannel(Channel):
         self.hungup = False
         self.answered_at: Optional[float] = None
         self.sdp_seen = False
+        self.early_media = False      # a provisional response carried SDP (see media_capable)
+        self.early_dialog = False     # outgoing: a 180/183 came (sipp's carry a To tag)
+        self.final_received = False   # outgoing: the callee's own final error (or timer B)
         self.rtp_id = "yrtp/" + str(driver.next_rtp_id())
 
     # -- parameters --------------------------------------------------------------------------
@@ -106,14 +121,32 @@ class SipChannel(Channel):
     def msg_ringing(self, msg: SimMessage) -> bool:
         super().msg_ringing(msg)
         if not self.outgoing and not self.hungup:
+            self._provisional_sdp(msg)
             self.remote.sip_provisional(180)
         return True
 
     def msg_progress(self, msg: SimMessage) -> bool:
         super().msg_progress(msg)
         if not self.outgoing and not self.hungup:
+            self._provisional_sdp(msg)
             self.remote.sip_provisional(183)
         return True
+
+    def _provisional_sdp(self, msg: SimMessage) -> None:
+        """ysipchan ``createProvisionalSDP``: SDP (and RTP from then on) in a 180/183 when
+        ``earlymedia`` says so, by default when the peer already has a source."""
+        has_source = self.peer is not None and self.peer.media.get("source") is not None
+        value = msg.get("earlymedia")
+        early = has_source if value is None else value.lower() in ("true", "yes", "on", "1")
+        if early and not self.early_media:
+            self.early_media = True
+            self._media_flowing()
+
+    def _media_flowing(self) -> None:
+        """Media started: prompts and recorders on this channel and its peer go on."""
+        self.driver.modules.media_changed(self)
+        if self.peer is not None:
+            self.driver.modules.media_changed(self.peer)
 
     def msg_answered(self, msg: SimMessage) -> bool:
         super().msg_answered(msg)
@@ -123,6 +156,7 @@ class SipChannel(Channel):
             self.answered_at = self.engine.clock.seconds()
             self.set_reason("", 0)
             self.remote.sip_answered()
+            self._media_flowing()
         return True
 
     def msg_tone(self, msg: SimMessage, text: str) -> bool:
@@ -185,12 +219,16 @@ class SipChannel(Channel):
         if self.hungup or self.answered:
             return
         self._remote_tag()
+        self.early_dialog = True
         self.set_status("progressing")
         m = self.message("call.progress")
         if self.contact:
             m.add("sip_contact", self.contact)
         if sdp:
             self.sdp_seen = True
+            if not self.early_media:
+                self.early_media = True
+                self._media_flowing()
             m.add("sip_content-type", "application/sdp")
             self._media_params(m)
         self.engine.enqueue(m)
@@ -200,6 +238,7 @@ class SipChannel(Channel):
         if self.hungup or self.answered:
             return
         self._remote_tag()
+        self.early_dialog = True
         self.set_status("ringing")
         m = self.message("call.ringing")
         if self.contact:
@@ -219,6 +258,7 @@ class SipChannel(Channel):
         self.set_reason("", 0)
         self.set_status("answered")
         self.answered_at = self.engine.clock.seconds()
+        self._media_flowing()
         m = self.message("call.answered")
         if self.contact:
             m.add("sip_contact", self.contact)
@@ -232,6 +272,7 @@ class SipChannel(Channel):
         if self.hungup or self.answered:
             return
         self._remote_tag()
+        self.final_received = True
         phrase = phrase or SIP_PHRASES.get(code, "Error")
         self.params = [("cause_sip", str(code)), ("reason_sip", phrase)]
         self.reason = phrase
@@ -242,6 +283,7 @@ class SipChannel(Channel):
         """No response at all for 32 s (SIP timer B): 408."""
         if self.hungup or self.answered:
             return
+        self.final_received = True
         self.reason = "Request Timeout"
         self.reason_code = 408
         self.hangup()
@@ -311,8 +353,12 @@ class SipChannel(Channel):
         if self.outgoing:
             if self.answered:
                 self.remote.sip_bye()
-            else:
+            elif not self.final_received:
+                # Nothing to cancel once the callee answered 486 & co. (C3).  A CANCEL of an
+                # early dialog is followed by a BYE on it (C2: CANCEL, BYE, then the 487).
                 self.remote.sip_cancel()
+                if self.early_dialog:
+                    self.remote.sip_bye()
         else:
             if self.answered:
                 self.remote.sip_bye()
