@@ -149,7 +149,7 @@ def test_reject_after_answering_the_route_drops_with_the_reason(wire):
     legs, rid = incoming(wire, app)
     wire.feed(EXECUTE)
     assert wire.take()[1:] == ["%%>message:yp1::chan.masquerade::message=call.progress:"
-                               "id=dumb/1"]
+                               "id=dumb/1:earlymedia=true"]
     wire.feed("%%<message:yp1:true:call.progress::id=dumb/1:status=progressing")
     assert legs[0].state == "progressing"
     assert wire.take() == ["%%>message:yp2::call.drop::id=sip/1:reason=noroute"]

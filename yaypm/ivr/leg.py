@@ -463,9 +463,15 @@ class Leg:
         self._now_answered()
 
     def progress(self) -> Deferred[None]:
-        """Early media (SIP 183): ``chan.masquerade message=call.progress`` (B3); prompts
-        played afterwards reach the caller before the call is answered."""
-        return self._guard(lambda: self._signal("call.progress", "progressing"))
+        """Early media (SIP 183): ``chan.masquerade message=call.progress earlymedia=true``
+        (B3); prompts played afterwards reach the caller before the call is answered.
+
+        ``earlymedia=true`` makes ysipchan put SDP in the 183 and start RTP; without it, it
+        does so only if a prompt is already attached (``createProvisionalSDP``), and a prompt
+        attached later never plays (seen on the real engine: no ``eof``, the caller hears
+        nothing)."""
+        return self._guard(lambda: self._signal("call.progress", "progressing",
+                                                earlymedia="true"))
 
     def ringing(self) -> Deferred[None]:
         """Ringing (SIP 180); routing to ``dumb/`` already rings (autoring)."""
@@ -874,9 +880,9 @@ class Leg:
                 child.hangup("normal")
 
     # -- private helpers for signals --------------------------------------------------------------
-    async def _signal(self, message: str, state: str) -> None:
+    async def _signal(self, message: str, state: str, **params: Any) -> None:
         await self._ready()
-        m = await self._masquerade(message)
+        m = await self._masquerade(message, **params)
         self._check_channel(m)
         if not self.is_answered and self.state in ("ringing", "progressing"):
             self.state = state
