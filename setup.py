@@ -1,6 +1,14 @@
 """yaypm: Yate external modules in Python, on Twisted Deferreds."""
 from setuptools import find_packages, setup
 
+# Folders outside the package that an installed yaypm needs (yaypm.resources finds them): a
+# wheel carries each as yaypm/_data/<name>/, with these files (tests/test_packaging.py checks).
+RESOURCES = {
+    "yate_conf": ("yate-conf", ["**/*"]),
+    "sipp": ("tests/sipp", ["**/*"]),
+    "embedded": ("embedded", ["yaypmhost.cpp", "Makefile", "README.md"]),     # not build/
+}
+
 setup(
     name="yaypm",
     version="0.1.0",
@@ -8,11 +16,14 @@ setup(
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
     python_requires=">=3.11",
-    packages=find_packages(include=["yaypm", "yaypm.*"]),
+    packages=find_packages(include=["yaypm", "yaypm.*"])
+    + [f"yaypm._data.{name}" for name in RESOURCES],
+    package_dir={f"yaypm._data.{name}": folder for name, (folder, _) in RESOURCES.items()},
     include_package_data=True,
     package_data={"yaypm": ["py.typed", "dsm/*.lark", "apps/*/*.sql", "apps/*/*.conf",
                             "apps/*/*.dsm", "apps/*/dsm/*.dsm", "apps/*/dsm/*.conf",
-                            "prompts/*", "testing/*.conf"]},
+                            "prompts/*.au", "examples/*.dsm"],
+                  **{f"yaypm._data.{name}": files for name, (_, files) in RESOURCES.items()}},
     install_requires=[
         "Twisted>=24.3",
         "lark>=1.1",

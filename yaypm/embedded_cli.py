@@ -25,6 +25,8 @@ import sysconfig
 from pathlib import Path
 from typing import List, Optional, Sequence, Union
 
+from yaypm.resources import is_packaged, resource_path
+
 __all__ = ["add_subparsers", "build_module", "module_source", "BuildError", "MODULE_NAME"]
 
 MODULE_NAME = "yaypmhost.yate"
@@ -35,8 +37,18 @@ class BuildError(Exception):
 
 
 def module_source() -> Path:
-    """``embedded/yaypmhost.cpp`` of the source tree this package comes from."""
-    return Path(__file__).resolve().parents[1] / "embedded" / "yaypmhost.cpp"
+    """``yaypmhost.cpp``: ``embedded/`` of the source tree, or its copy shipped in the
+    installed package (:mod:`yaypm.resources`)."""
+    return resource_path("embedded") / "yaypmhost.cpp"
+
+
+def _default_output(src: Path) -> Path:
+    """``build/`` beside the source in a checkout; outside the installed package (a cache
+    folder, as scripts/install-yate uses) when the source is the packaged copy."""
+    if is_packaged(src):
+        cache = Path(os.environ.get("YAYPM_CACHE") or Path.home() / ".cache" / "yaypm")
+        return cache / "yaypmhost-build"
+    return src.parent / "build"
 
 
 def _run(cmd: Sequence[str]) -> str:
@@ -79,7 +91,8 @@ def build_module(yate_prefix: Union[str, Path], output_dir: Union[str, Path, Non
                  force: bool = False, verbose: bool = False) -> Path:
     """Compile ``yaypmhost.yate`` against the Yate in ``yate_prefix``; returns its path.
 
-    ``output_dir`` defaults to ``embedded/build`` beside the source.  Raises BuildError with a
+    ``output_dir`` defaults to ``embedded/build`` beside the source (for the copy in an
+    installed package: ``${YAYPM_CACHE:-~/.cache/yaypm}/yaypmhost-build``).  Raises BuildError with a
     one-line reason (and the compiler's output) when it cannot be built.
     """
     prefix = Path(yate_prefix).expanduser().resolve()
@@ -90,7 +103,7 @@ def build_module(yate_prefix: Union[str, Path], output_dir: Union[str, Path, Non
     src = Path(source).resolve() if source else module_source()
     if not src.is_file():
         raise BuildError(f"no module source at {src} (pass --source)")
-    out_dir = Path(output_dir).expanduser() if output_dir else src.parent / "build"
+    out_dir = Path(output_dir).expanduser() if output_dir else _default_output(src)
     out = out_dir / MODULE_NAME
     compiler = cxx or os.environ.get("CXX") or "g++"
     if shutil.which(compiler) is None:
@@ -155,10 +168,13 @@ def add_subparsers(subparsers: argparse._SubParsersAction) -> None:
                     "Yate, against an installed Yate, embedding this Python interpreter.")
     p.add_argument("--yate", required=True, metavar="PREFIX",
                    help="Yate install prefix (has bin/yate-config)")
-    p.add_argument("--output", metavar="DIR", help="output folder (default: embedded/build)")
+    p.add_argument("--output", metavar="DIR",
+                   help="output folder (default: embedded/build; installed yaypm: "
+                        "~/.cache/yaypm/yaypmhost-build)")
     p.add_argument("--install", action="store_true",
                    help="also copy the module into the prefix's module folder")
-    p.add_argument("--source", metavar="FILE", help="yaypmhost.cpp (default: the source tree's)")
+    p.add_argument("--source", metavar="FILE",
+                   help="yaypmhost.cpp (default: the one shipped with yaypm)")
     p.add_argument("--cxx", metavar="CXX", help="C++ compiler (default: $CXX or g++)")
     p.add_argument("--force", action="store_true", help="rebuild even if up to date")
     p.set_defaults(func=_cmd_build_module)

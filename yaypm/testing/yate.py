@@ -16,6 +16,9 @@ What is here, all synchronous (no reactor needed, so it works beside any test st
   independent of ``yaypm.protocol`` so that engine tests do not share the codec's bugs.
 - :class:`SippCall` / :class:`SippCallee` run sipp scenarios (``tests/sipp/``) as caller
   or callee and report the SIP outcome parsed from sipp's message log.
+
+The templates and scenarios ship with yaypm (:func:`yaypm.resources.resource_path`), so an
+installed copy finds them too.
 - pytest glue: the ``--yate-required`` option, skipping of ``yate``-marked tests when no
   engine is found, the fixtures ``yate``, ``sip_call`` and ``sip_callee``, and a report
   hook that attaches the Yate log and sipp message logs to failing tests.
@@ -41,6 +44,8 @@ from typing import Callable, Generator, Iterator, Mapping, Optional, Sequence, T
 
 import pytest
 from twisted.logger import Logger
+
+from yaypm.resources import resource_path
 
 __all__ = [
     # discovery and engine
@@ -243,8 +248,8 @@ class YateEngine:
     """One Yate process with a private configuration, log and ports.
 
     Construct, then :meth:`start` (or use as a context manager). The configuration is
-    rendered from the ``*.conf`` templates (default: the repository's ``yate-conf/``,
-    override with ``YAYPM_YATE_CONF`` or ``templates=``): upper-case ``${NAME}``
+    rendered from the ``*.conf`` templates (default: ``yate-conf/``, shipped with yaypm,
+    see :mod:`yaypm.resources`; override with ``YAYPM_YATE_CONF`` or ``templates=``): upper-case ``${NAME}``
     placeholders are replaced by the run's values (``EXT_GLOBAL_PORT``,
     ``EXT_CONNECT_PORT``, ``SIP_PORT``, ``RUN_DIR``, ``CONF_DIR``, ``YATE_PREFIX`` and
     any ``variables=``), Yate's own lower-case ``${...}`` are left alone.
@@ -266,7 +271,7 @@ class YateEngine:
         self.prefix = Path(prefix)
         self.run_dir = Path(run_dir)
         self.templates = Path(templates or os.environ.get("YAYPM_YATE_CONF")
-                              or _REPO_ROOT / "yate-conf")
+                              or resource_path("yate_conf"))
         self.conf_overrides = dict(conf_overrides or {})
         self.variables = dict(variables or {})
         self.verbosity = verbosity
@@ -837,7 +842,7 @@ def _describe(predicate: object) -> str:
 # ---------------------------------------------------------------------------------------
 
 def _scenario_dir() -> Path:
-    return Path(os.environ.get("YAYPM_SIPP_SCENARIOS") or _REPO_ROOT / "tests" / "sipp")
+    return Path(os.environ.get("YAYPM_SIPP_SCENARIOS") or resource_path("sipp"))
 
 
 def _scenario_path(scenario: Union[str, Path]) -> Path:
