@@ -119,3 +119,25 @@ def test_installed_into_a_fresh_venv_the_command_runs(wheel: Path, tmp_path: Pat
     example = _run([str(python), "-c", "from yaypm.examples import example_path; "
                                        "print(example_path('ivr.dsm'))"], cwd=tmp_path).strip()
     _run([str(venv / "bin" / "yaypm"), "dsm", "check", example], cwd=tmp_path)
+
+
+def test_resources_prefer_the_packaged_copy(tmp_path: Path, monkeypatch) -> None:
+    import yaypm
+    import yaypm.resources as resources
+    from yaypm import embedded_cli
+    checkout = Path(yaypm.__file__).resolve().parents[1]
+    if not resources._PACKAGED.is_dir():                 # run from a checkout (editable)
+        assert resources.resource_path("sipp") == checkout / "tests" / "sipp"
+    packaged = tmp_path / "_data"
+    (packaged / "sipp").mkdir(parents=True)
+    monkeypatch.setattr(resources, "_PACKAGED", packaged)
+    assert resources.resource_path("sipp") == packaged / "sipp"
+    assert resources.resource_path("embedded") == checkout / "embedded"   # not packaged
+    with pytest.raises(KeyError):
+        resources.resource_path("nothing")
+    # build-module writes beside a checkout's source, never into an installed package
+    monkeypatch.setenv("YAYPM_CACHE", str(tmp_path / "cache"))
+    assert embedded_cli._default_output(packaged / "embedded" / "yaypmhost.cpp") == \
+        tmp_path / "cache" / "yaypmhost-build"
+    assert embedded_cli._default_output(checkout / "embedded" / "yaypmhost.cpp") == \
+        checkout / "embedded" / "build"
