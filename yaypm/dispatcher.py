@@ -483,12 +483,7 @@ class Dispatcher:
         waiters = self._waiters.get(name)
         if waiters:
             for w in waiters:
-                try:
-                    ok = w.guard(m)
-                except Exception:
-                    self.log.failure("Guard for {name} raised; treated as no match", name=name)
-                    ok = False
-                if ok:
+                if self._accepts(w, m):
                     self._remove_waiter(self._waiters, w)
                     if w.autoreturn:
                         self._answer_for_app(m, True)
@@ -518,6 +513,14 @@ class Dispatcher:
         # Nobody wants it: answer at once, changing nothing.
         self.stats["unhandled"] += 1
         self._answer(m, False, failed=True)
+
+    def _accepts(self, w: _Waiter, m: Message) -> bool:
+        """Whether the wait's guard takes ``m``; a guard that raises is logged, as a no."""
+        try:
+            return bool(w.guard(m))
+        except Exception:
+            self.log.failure("Guard for {name} raised; treated as no match", name=m._name)
+            return False
 
     def _answer_for_app(self, m: Message, handled: bool) -> None:
         """Answer as the app asked (a handler's return value, ``autoreturn``): with the
@@ -644,15 +647,7 @@ class Dispatcher:
             return
         m = Message(self, name, params, retvalue, "", None)
         m._processed = processed
-        fired = []
-        for w in waiters:
-            try:
-                ok = w.guard(m)
-            except Exception:
-                self.log.failure("Watch guard for {name} raised", name=name)
-                ok = False
-            if ok:
-                fired.append(w)
+        fired = [w for w in waiters if self._accepts(w, m)]
         for w in fired:
             self._remove_waiter(self._watch_waiters, w)
             w.deferred.callback(m)
