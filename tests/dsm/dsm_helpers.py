@@ -35,15 +35,7 @@ class SyncSQLite:
             cur = self.db.execute(query, params)
         except sqlite3.Error as e:
             return fail(e)
-        res = SQLResult()
-        if cur.description:
-            res.columns = [d[0] for d in cur.description]
-            res.rows = cur.fetchall()
-            res.rowcount = len(res.rows)
-        else:
-            res.rowcount = cur.rowcount
-        res.lastrowid = cur.lastrowid
-        return succeed(res)
+        return succeed(SQLResult.from_cursor(cur))
 
     def close(self) -> None:
         self.db.close()

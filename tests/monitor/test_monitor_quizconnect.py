@@ -120,13 +120,7 @@ class _SQL:
         from twisted.internet.defer import succeed
 
         from yaypm.dsm.sql import SQLResult
-        cur = self.db.execute(query, params)
-        res = SQLResult()
-        if cur.description:
-            res.columns = [d[0] for d in cur.description]
-            res.rows = cur.fetchall()
-            res.rowcount = len(res.rows)
-        return succeed(res)
+        return succeed(SQLResult.from_cursor(self.db.execute(query, params)))
 
 
 def dsm_engine(registry: CallRegistry) -> Any:

@@ -189,6 +189,20 @@ class SQLResult:
     lastrowid: int | None = None
     info: str = ""
 
+    @classmethod
+    def from_cursor(cls, cursor: Any) -> "SQLResult":
+        """The outcome of the statement a DB-API cursor just executed: its rows (fetched)
+        and column names, or the rows it changed; ``lastrowid`` where the driver has it."""
+        res = cls()
+        if cursor.description:
+            res.columns = [d[0] for d in cursor.description]
+            res.rows = [tuple(r) for r in cursor.fetchall()]
+            res.rowcount = len(res.rows)
+        else:
+            res.rowcount = cursor.rowcount
+        res.lastrowid = getattr(cursor, "lastrowid", None)
+        return res
+
 
 class SQLExecutor(Protocol):
     """What mod_mysql needs from a database: bound-parameter execution, asynchronously."""
@@ -273,15 +287,7 @@ class AdbapiExecutor:
 
 def _run(txn: Any, query: str, params: tuple) -> SQLResult:
     txn.execute(query, params)
-    res = SQLResult()
-    if txn.description:
-        res.columns = [d[0] for d in txn.description]
-        res.rows = [tuple(r) for r in txn.fetchall()]
-        res.rowcount = len(res.rows)
-    else:
-        res.rowcount = txn.rowcount
-    res.lastrowid = getattr(txn, "lastrowid", None)
-    return res
+    return SQLResult.from_cursor(txn)
 
 
 def connect_url(url: str) -> AdbapiExecutor:
