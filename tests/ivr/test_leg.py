@@ -283,6 +283,24 @@ def test_tone_with_duration(sim, apps):
     apps.clean()
 
 
+def test_stop_media_detaches_a_tone(sim, apps):
+    # Found on the real engine: a tone's operation fires once it is on, and stop_media()
+    # then sent nothing, so the tone went on (tests/yate/test_ivr_real.py).
+    async def app(leg):
+        await leg.answer()
+        await leg.tone("busy")
+        await leg.sleep(0.5)
+        await leg.stop_media()
+        apps.results.append(sorted(sim.channel(leg.chan).media))
+
+    apps.route("100", app)
+    sim.place_call("100")
+    sim.advance(1)
+    assert apps.results == [[]]
+    assert sim.lines(">>")[-2].endswith(":source=-")
+    apps.clean()
+
+
 def test_unknown_tone_fails(sim, apps):
     async def app(leg):
         await leg.answer()

@@ -138,8 +138,13 @@ class Media:
         self._settle(outcome)
 
     def stop(self) -> None:
-        """Detach now; the operation fires ``stopped``."""
+        """Detach now; the operation fires ``stopped``.
+
+        A tag-less resource (a tone) fired its operation when it went on and plays until
+        detached: it is still the leg's current one, so it is detached all the same."""
         if self._done:
+            if self.tag is None:
+                self._detach()              # only if it still holds the slot
             return
         self._detach()
         self._settle("stopped")
