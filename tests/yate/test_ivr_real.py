@@ -7,7 +7,8 @@ shipped ``yaypm/prompts`` files; recordings land in the test's folder.  Each tes
 nothing left behind: no live leg in the switchboard, no pending operation or message.
 
 sipp callers: ``uac_ivr_listen`` (silent, run with ``-rtp_echo``), ``uac_dtmf`` (INFO ``5``
-``#``, RFC 2833 ``1``), ``uac_ivr_bargein``, ``uac_ivr_record``, ``uac_wait_bye``,
+``#``, RFC 2833 ``1``), ``uac_ivr_bargein``, ``uac_ivr_record``, ``uac_ivr_info`` (expects
+a SIP INFO), ``uac_wait_bye``,
 ``uac_hangup`` (BYE 0.5 s after the answer); callees ``uas_answer`` / ``uas_busy`` /
 ``uas_noanswer`` (tests/sipp/).
 """
@@ -279,6 +280,36 @@ async def test_answer_and_prompt_reach_the_caller(ivr, sip_call):
 
 
 @pytest_twisted.ensureDeferred
+async def test_early_media_prompt_before_the_answer(ivr, sip_call):
+    async def app(leg):
+        await leg.progress()
+        state = leg.state
+        await leg.play(ONE)
+        await leg.answer()
+        return state
+
+    run = ivr.route("7609", app)
+    await ivr.installed()
+    call = sip_call("7609", "uac_ivr_listen", sipp_args=["-rtp_echo"])
+    leg = await within(run.leg)
+    assert await within(run.done) == "progressing"
+    out = await sip_outcome(call)
+    assert (out.outcome, out.bye_received, out.exit_code) == ("answered", True, 0)
+    responses = [m for m in out.responses("INVITE", "received") if m.status > 100]
+    assert [m.status for m in responses] == [180, 183, 200]
+    assert "m=audio" in responses[1].body            # the 183 carries SDP: RTP starts
+    w, chan = ivr.wire, leg.chan or ivr.wire.one(">>", r"call\.progress:id=(dumb/\d+)").group(1)
+    w.in_order(
+        (">>", rf"^%%>message:[^:]+:\d*:chan\.masquerade::message=call\.progress:id={chan}"
+               r":earlymedia=true$"),
+        (">>", rf"source=wave/play/{esc(ONE)}:notify="),
+        ("<<", rf"chan\.notify::id={chan}:targetid=[^:]+:reason=eof$"),     # it played
+        (">>", rf"chan\.masquerade::message=call\.answered:id={chan}$"),
+    )
+    await ivr.clean()
+
+
+@pytest_twisted.ensureDeferred
 async def test_digits_by_sip_info_and_rfc2833(ivr, sip_call):
     async def app(leg):
         await leg.answer()
@@ -367,6 +398,40 @@ async def test_recordings_land_on_disk_with_their_length(ivr, sip_call, tmp_path
         rec = w.one(">>", rf"message=chan\.attach:id={chan}:consumer=wave/record/{esc(path)}"
                           rf":maxlen={maxlen}:notify=([^:]+)$")
         w.one("<<", rf"chan\.notify::(.*:)?targetid={re.escape(rec.group(1))}:reason=maxlen$")
+    await ivr.clean()
+
+
+@pytest_twisted.ensureDeferred
+async def test_tone_stop_media_and_dtmf_to_the_caller(ivr, sip_call):
+    async def app(leg):
+        await leg.answer()
+        await leg.tone("ring", duration=0.6)          # on, then detached after 0.6 s
+        await leg.tone("busy")                        # on until stopped
+        await leg.sleep(0.3)
+        await leg.stop_media()
+        await leg.send_dtmf("7", methods="info")      # SIP INFO to the caller
+        return await leg.play(ONE)
+
+    run = ivr.route("7610", app)
+    await ivr.installed()
+    call = sip_call("7610", "uac_ivr_info")
+    leg = await within(run.leg)
+    assert await within(run.done) is None
+    out = await sip_outcome(call)
+    assert (out.outcome, out.bye_received, out.exit_code) == ("answered", True, 0), out
+    [info] = out.requests("INFO", "received")
+    assert re.search(r"Signal\s*=\s*7", info.body), info.text
+    w, chan = ivr.wire, ivr.wire.one(">>", r"message=call\.answered:id=(dumb/\d+)$").group(1)
+    w.in_order(
+        (">>", rf"message=chan\.attach:id={chan}:source=tone/ring$"),
+        (">>", rf"message=chan\.attach:id={chan}:source=-$"),
+        (">>", rf"message=chan\.attach:id={chan}:source=tone/busy$"),
+        (">>", rf"message=chan\.attach:id={chan}:source=-$"),
+        (">>", rf"^%%>message:[^:]+:\d*:chan\.dtmf::id={chan}:targetid={leg.id}:text=7"
+               r":methods=info$"),
+        ("<<", r"^%%<message:[^:]+:true:chan\.dtmf::"),
+        (">>", rf"source=wave/play/{esc(ONE)}:notify="),
+    )
     await ivr.clean()
 
 
