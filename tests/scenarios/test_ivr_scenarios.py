@@ -265,3 +265,25 @@ async def test_early_media_then_answer(target):
         "caller": CallerOutcome(200, (180, 183), bye_received=True, bye_sent=False),
         "app": [("progress", "progressing", False), ("played", None), ("answered", "answered")],
         "ends": ["normal"]}
+
+
+@run
+async def test_leave_a_conference_back_to_the_ivr(target):
+    d = await target.connect()
+    rec = Recorder()
+
+    async def body(leg):
+        await leg.answer()
+        rec.seen.append(tuple(await leg.join("solo-room")))
+        await leg.sleep(0.5)
+        await leg.leave()
+        rec.seen.append((leg.state, leg.room))
+        rec.seen.append(("played", await leg.play(ONE)))
+    route(d, "7809", rec.app(body))
+    caller = await target.place_call("7809")
+    out = await caller.outcome()
+    await target.clean(d)
+    assert {"caller": out, "app": rec.seen, "ends": rec.ends()} == {
+        "caller": CallerOutcome(200, (180,), bye_received=True, bye_sent=False),
+        "app": [("conf/solo-room", True, 1), ("answered", None), ("played", None)],
+        "ends": ["normal"]}

@@ -636,3 +636,35 @@ async def test_conference_of_caller_and_callee(ivr, sip_call, sip_callee):
         ("<<", rf"^%%<message:[^:]+:true:call\.execute::id={other.id}:callto=conf/ivr-room:"),
     )
     await ivr.clean()
+
+
+@pytest_twisted.ensureDeferred
+async def test_leave_a_conference_back_to_the_ivr(ivr, sip_call):
+    async def app(leg):
+        await leg.answer()
+        joined = await leg.join("solo-room")
+        await leg.sleep(0.5)
+        await leg.leave()
+        state, chan = leg.state, leg.chan
+        await leg.play(ONE)                # the IVR has the caller again
+        return joined, state, chan
+
+    run = ivr.route("7611", app)
+    await ivr.installed()
+    call = sip_call("7611", "uac_wait_bye")
+    leg = await within(run.leg)
+    joined, state, chan = await within(run.done)
+    assert (joined.room, joined.newroom, joined.users) == ("conf/solo-room", True, 1)
+    assert state == "answered" and chan.startswith("dumb/")
+    out = await sip_outcome(call)
+    assert (out.outcome, out.bye_received, out.exit_code) == ("answered", True, 0)
+    first = ivr.wire.one(">>", r"message=call\.answered:id=(dumb/\d+)$").group(1)
+    assert chan != first
+    ivr.wire.in_order(
+        (">>", rf"chan\.masquerade::message=call\.execute:id={leg.id}:callto=conf/solo-room$"),
+        (">>", rf"chan\.masquerade::message=call\.execute:id={leg.id}:callto=dumb/$"),
+        ("<<", rf"^%%<message:[^:]+:true:call\.execute::id={leg.id}:callto=dumb/:"),
+        (">>", rf"message=chan\.attach:id={chan}:source=wave/play/{esc(ONE)}:notify="),
+        ("<<", rf"chan\.notify::id={chan}:targetid=[^:]+:reason=eof$"),
+    )
+    await ivr.clean()
