@@ -63,7 +63,7 @@ class EmbeddedYate(YateEngine):
 
     def __init__(self, prefix: Path, run_dir: Path, module: Path, scripts: Dict[str, Path],
                  general: Optional[Dict[str, str]] = None, yate_general: Optional[List[str]] = None,
-                 verbosity: int = 2) -> None:
+                 verbosity: int = 2, conf_overrides: Optional[Dict[str, str]] = None) -> None:
         self.rmanager_port = _free_tcp_port()
         yate_conf = (TEMPLATES / "yate.conf").read_text()
         yate_conf = _add_lines(yate_conf, "general",
@@ -77,6 +77,7 @@ class EmbeddedYate(YateEngine):
             "yaypmhost.conf": "\n".join(host) + "\n",
             "rmanager.conf": ("[general]\naddr=127.0.0.1\nport=${RMANAGER_PORT}\n"
                               "telnet=no\ntimeout=0\n"),
+            **(conf_overrides or {}),
         }
         super().__init__(prefix, run_dir, templates=TEMPLATES, conf_overrides=overrides,
                          variables={"RMANAGER_PORT": str(self.rmanager_port)},
