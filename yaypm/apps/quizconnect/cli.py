@@ -225,12 +225,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
                  endpoint=args.connect)
         reactor.addSystemEventTrigger("before", "shutdown", service.stopService)
         if getattr(args, "monitor", None):
-            from yaypm.monitor.server import MonitorConfig, start_monitor
-            started = start_monitor(MonitorConfig().with_args(args), registry, control,
-                                    reactor=reactor, services=[service])
-            if started is not None:
-                await started
-                log.info("quizconnect: monitoring on {endpoint}", endpoint=args.monitor)
+            from yaypm.monitor.cli import serve_monitor
+            from yaypm.monitor.server import MonitorConfig
+            await serve_monitor(MonitorConfig().with_args(args), registry, control,
+                                reactor=reactor, services=[service])
         await defer.Deferred()          # until interrupted
 
     task.react(lambda reactor: defer.Deferred.fromCoroutine(main(reactor)))

@@ -16,11 +16,10 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING, Any, Callable, Dict, Optional
 
-from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 
 from yaypm.dsm import Engine
-from yaypm.dsm.sql import SQLResult
+from yaypm.dsm.sql import AdbapiExecutor
 from yaypm.sql import Database
 
 from yaypm.apps.quizconnect.config import QuizConfig
@@ -50,33 +49,9 @@ def load_scripts(folder: str = DSM_DIR) -> Dict[str, str]:
     return out
 
 
-class SQLExecutor:
-    """mod_mysql's executor on :class:`yaypm.sql.Database` (``threaded=False``: inline, for
-    SQLite/tests on a ``task.Clock``)."""
-
-    def __init__(self, url: str, threaded: bool = True, reactor: Any = None) -> None:
-        self.database = Database(url, threaded=threaded, reactor=reactor)
-        self.paramstyle = "qmark" if self.database.paramstyle == "qmark" else "format"
-        self.version = self.database.module
-
-    def execute(self, query: str, params: tuple) -> Deferred[SQLResult]:
-        return self.database.run_interaction(_execute, query, params)
-
-    def close(self) -> None:
-        self.database.close()
-
-
-def _execute(cursor: Any, query: str, params: tuple) -> SQLResult:
-    cursor.execute(query, params)
-    res = SQLResult()
-    if cursor.description:
-        res.columns = [d[0] for d in cursor.description]
-        res.rows = [tuple(r) for r in cursor.fetchall()]
-        res.rowcount = len(res.rows)
-    else:
-        res.rowcount = cursor.rowcount
-    res.lastrowid = getattr(cursor, "lastrowid", None)
-    return res
+#: mod_mysql's executor on :class:`yaypm.sql.Database` (``threaded=False``: inline, for SQLite
+#: and tests on a ``task.Clock``): the DSM engine's own, so there is one SQL layer.
+SQLExecutor = AdbapiExecutor
 
 
 def make_engine(config: QuizConfig, *, clock: Any = None, threaded: bool = True,
