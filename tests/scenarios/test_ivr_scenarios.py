@@ -18,6 +18,27 @@ from scenario_targets import CalleeOutcome, CallerOutcome, SimTarget, YateTarget
 from yaypm.ivr import CallEnded, DialError, dial, route
 from yaypm.prompts import prompt
 
+
+class AnyOf:
+    """Equal to any of ``values``: for what the real engine does not decide the same way
+    every time."""
+
+    def __init__(self, *values: Any) -> None:
+        self.values = values
+
+    def __eq__(self, other: object) -> bool:
+        return other in self.values
+
+    def __repr__(self) -> str:
+        return f"AnyOf{self.values!r}"
+
+
+# The 180 of dumb/'s autoring and an app's immediate answer race on the real engine (Yate's
+# worker threads): the caller gets 180 then 200, or the 200 alone.  The simulator always
+# sends the 180 first.  An app that waits before answering always gets the 180.
+RINGING = AnyOf((180,), ())
+RINGING_THEN_183 = AnyOf((180, 183), (183,))
+
 WELCOME = prompt("welcome")    # 1.0 s
 MENU = prompt("menu")          # 5.3 s
 ONE = prompt("one")            # 0.4 s
@@ -79,7 +100,7 @@ async def test_answer_prompt_hangup(target):
     out = await caller.outcome()
     await target.clean(d)
     assert {"caller": out, "app": rec.seen, "ends": rec.ends()} == {
-        "caller": CallerOutcome(200, (180,), bye_received=True, bye_sent=False),
+        "caller": CallerOutcome(200, RINGING, bye_received=True, bye_sent=False),
         "app": [("answered", "answered"), ("played", None)],
         "ends": ["normal"]}
 
@@ -106,7 +127,7 @@ async def test_digits(target, method):
     out = await caller.outcome()
     await target.clean(d)
     assert {"caller": out, "app": rec.seen} == {
-        "caller": CallerOutcome(200, (180,), bye_received=True, bye_sent=False),
+        "caller": CallerOutcome(200, RINGING, bye_received=True, bye_sent=False),
         "app": [("digits", "42")]}
 
 
@@ -187,7 +208,7 @@ async def test_caller_hangs_up_mid_prompt(target):
     out = await caller.outcome()
     await target.clean(d)
     assert {"caller": out, "app": rec.seen, "ends": rec.ends()} == {
-        "caller": CallerOutcome(200, (180,), bye_received=False, bye_sent=True),
+        "caller": CallerOutcome(200, RINGING, bye_received=False, bye_sent=True),
         "app": [("CallEnded", "hangup")], "ends": ["hangup"]}
 
 
@@ -213,7 +234,7 @@ async def test_bridge(target):
     out, callee_out = await caller.outcome(), await callee.outcome()
     await target.clean(d)
     assert {"caller": out, "callee": callee_out, "app": rec.seen, "ends": rec.ends()} == {
-        "caller": CallerOutcome(200, (180,), bye_received=True, bye_sent=False),
+        "caller": CallerOutcome(200, RINGING, bye_received=True, bye_sent=False),
         "callee": CalleeOutcome(200, bye_received=True, cancel_received=False),
         "app": [("bridged", "bridged", True, True)],
         # Yate hands our drop reason to the bridged peer (chan.disconnected reason=normal)
@@ -239,7 +260,7 @@ async def test_conference(target):
     out, callee_out = await caller.outcome(), await callee.outcome()
     await target.clean(d)
     assert {"caller": out, "callee": callee_out, "app": rec.seen, "ends": rec.ends()} == {
-        "caller": CallerOutcome(200, (180,), bye_received=True, bye_sent=False),
+        "caller": CallerOutcome(200, RINGING, bye_received=True, bye_sent=False),
         "callee": CalleeOutcome(200, bye_received=True, cancel_received=False),
         "app": [("conf/scenario-room", True, 1), ("conf/scenario-room", False, 2),
                 ("conference", "conference")],
@@ -262,7 +283,7 @@ async def test_early_media_then_answer(target):
     out = await caller.outcome()
     await target.clean(d)
     assert {"caller": out, "app": rec.seen, "ends": rec.ends()} == {
-        "caller": CallerOutcome(200, (180, 183), bye_received=True, bye_sent=False),
+        "caller": CallerOutcome(200, RINGING_THEN_183, bye_received=True, bye_sent=False),
         "app": [("progress", "progressing", False), ("played", None), ("answered", "answered")],
         "ends": ["normal"]}
 
@@ -284,6 +305,6 @@ async def test_leave_a_conference_back_to_the_ivr(target):
     out = await caller.outcome()
     await target.clean(d)
     assert {"caller": out, "app": rec.seen, "ends": rec.ends()} == {
-        "caller": CallerOutcome(200, (180,), bye_received=True, bye_sent=False),
+        "caller": CallerOutcome(200, RINGING, bye_received=True, bye_sent=False),
         "app": [("conf/solo-room", True, 1), ("answered", None), ("played", None)],
         "ends": ["normal"]}

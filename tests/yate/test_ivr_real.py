@@ -296,8 +296,9 @@ async def test_early_media_prompt_before_the_answer(ivr, sip_call):
     out = await sip_outcome(call)
     assert (out.outcome, out.bye_received, out.exit_code) == ("answered", True, 0)
     responses = [m for m in out.responses("INVITE", "received") if m.status > 100]
-    assert [m.status for m in responses] == [180, 183, 200]
-    assert "m=audio" in responses[1].body            # the 183 carries SDP: RTP starts
+    # dumb/'s autoring 180 races with our progress: it may come first, or not at all
+    assert [m.status for m in responses] in ([180, 183, 200], [183, 200])
+    assert "m=audio" in responses[-2].body           # the 183 carries SDP: RTP starts
     w, chan = ivr.wire, leg.chan or ivr.wire.one(">>", r"call\.progress:id=(dumb/\d+)").group(1)
     w.in_order(
         (">>", rf"^%%>message:[^:]+:\d*:chan\.masquerade::message=call\.progress:id={chan}"
