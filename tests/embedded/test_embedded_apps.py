@@ -1,10 +1,11 @@
 """yaypm apps loaded embedded (yaypmhost) and driven by sipp calls, checked as over TCP.
 
-- quizconnect (the async version) runs the scenarios of ``tests/yate/quiz_real_helpers.py``
-  with the very assertions of ``tests/yate/test_quizconnect_real.py``;
+- quizconnect (the async version, and the DSM one) runs the scenarios of
+  ``tests/yate/quiz_real_helpers.py`` with the very assertions of
+  ``tests/yate/test_quizconnect_real.py``;
 - ``yaypm.examples.keyecho`` runs over TCP (``yaypm run ... --connect``) and embedded, and the
-  same assertions hold for both: what sipp saw, and what a third extmodule connection
-  watching Yate saw the app do;
+  same assertions hold for both: what sipp saw, and what a spy (another extmodule
+  connection) saw the app make Yate do;
 - memory: sequential embedded IVR calls leave the interpreter's object count and Yate's RSS
   within bounds.
 
@@ -14,7 +15,6 @@ it), started with what the test's ``app`` says.
 
 from __future__ import annotations
 
-import re
 import shutil
 import subprocess
 import sys
@@ -27,13 +27,14 @@ import pytest
 from yaypm.prompts import prompt
 from yaypm.testing.yate import Line, SipOutcome, SippAgent, YateEngine
 
-from conftest import TEMPLATES, _add_lines
 from embedded_helpers import APPS
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "yate"))   # quiz_real_helpers
 from quiz_real_helpers import SCENARIOS, QuizScenario, config_text  # noqa: E402
 
 pytestmark = pytest.mark.yate
+
+REPO = Path(__file__).resolve().parents[2]
 
 #: What one app on yaypm.ivr installs: call.route, chan.notify, chan.dtmf handlers and six
 #: switchboard watches (call.execute, chan.hangup, chan.disconnected, call.answered,
@@ -72,37 +73,26 @@ class App:
 
 
 class QuizApp(App):
-    """quizconnect embedded (apps/quiz_app.py, copied beside the scenario's quizconnect.conf)."""
+    """quizconnect embedded: apps/quiz_app.py (the async version) or apps/quiz_dsm_app.py
+    (the DSM version), copied beside the scenario's quizconnect.conf."""
 
-    def __init__(self, folder: Path, scenario: QuizScenario) -> None:
+    SCRIPTS = {"python": "quiz_app.py", "dsm": "quiz_dsm_app.py"}
+
+    def __init__(self, folder: Path, version: str, scenario: QuizScenario) -> None:
         super().__init__(folder)
+        self.version = version
         self.scenario = scenario
 
     def scripts(self) -> Dict[str, Path]:
-        shutil.copy(APPS / "quiz_app.py", self.folder / "quiz_app.py")
+        script = self.folder / self.SCRIPTS[self.version]
+        shutil.copy(APPS / script.name, script)
         (self.folder / "quizconnect.conf").write_text(config_text(self.scenario.config))
-        return {"quizconnect": self.folder / "quiz_app.py"}
+        return {"quizconnect": script}
 
 
 class KeyEchoEmbedded(App):
     def scripts(self) -> Dict[str, Path]:
         return {"keyecho": APPS / "keyecho_app.py"}
-
-
-class IvrMemory(App):
-    """apps/ivr_memory_app.py: a short IVR flow plus the ``yaypm.test.memory`` probe."""
-
-    handlers = IVR_HANDLERS + 1
-
-    def scripts(self) -> Dict[str, Path]:
-        return {"mem": APPS / "ivr_memory_app.py"}
-
-    def engine_options(self) -> Dict[str, Any]:
-        # SIP keeps a finished transaction for 64 x T1 (32 s with Yate's 500 ms): with the
-        # shortest T1 Yate takes (100 ms) the engine reaches its steady size within seconds
-        # instead of growing through the whole measurement.
-        sip = _add_lines((TEMPLATES / "ysipchan.conf").read_text(), "general", ["t1=100"])
-        return {"conf_overrides": {"ysipchan.conf": sip}}
 
 
 class KeyEchoTCP(App):
@@ -145,15 +135,34 @@ class KeyEchoTCP(App):
             self.process.wait(5)
 
 
+class IvrMemory(App):
+    """apps/ivr_memory_app.py: a short IVR flow plus the ``yaypm.test.memory`` probe."""
+
+    handlers = IVR_HANDLERS + 1
+
+    def scripts(self) -> Dict[str, Path]:
+        return {"mem": APPS / "ivr_memory_app.py"}
+
+    def engine_options(self) -> Dict[str, Any]:
+        # SIP keeps a finished transaction for 64 x T1 (32 s with Yate's 500 ms): with the
+        # shortest T1 Yate takes (100 ms) the engine reaches its steady size within seconds
+        # instead of growing through the whole measurement.
+        template = (REPO / "yate-conf" / "ysipchan.conf").read_text()
+        sip = template.replace("[general]\n", "[general]\nt1=100\n", 1)
+        assert sip != template, "no [general] in yate-conf/ysipchan.conf"
+        return {"conf_overrides": {"ysipchan.conf": sip}}
+
+
 @pytest.fixture
 def app(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[App]:
-    """``quiz-winner``, ``quiz-cancel``, ``keyecho-tcp``, ``keyecho-embedded``,
-    ``ivr-memory``."""
+    """``quiz-VERSION-SCENARIO`` (VERSION ``python`` or ``dsm``; SCENARIO ``winner`` or
+    ``cancel``), ``keyecho-tcp``, ``keyecho-embedded``, ``ivr-memory``."""
     kind = request.param
     folder = tmp_path / "app"
     made: App
     if kind.startswith("quiz-"):
-        made = QuizApp(folder, SCENARIOS[kind[5:]](tmp_path / "quiz"))
+        _, version, scenario = kind.split("-")
+        made = QuizApp(folder, version, SCENARIOS[scenario](tmp_path / "quiz"))
     elif kind == "keyecho-tcp":
         made = KeyEchoTCP(folder)
     elif kind == "keyecho-embedded":
@@ -194,7 +203,8 @@ def assert_host_clean(engine: YateEngine) -> None:
 # quizconnect embedded: the TCP tests' scenarios and assertions
 # --------------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("app", ["quiz-winner", "quiz-cancel"], indirect=True)
+@pytest.mark.parametrize("app", [f"quiz-{version}-{scenario}" for scenario in ("winner", "cancel")
+                                 for version in ("python", "dsm")], indirect=True)
 def test_quizconnect_embedded(app, yate, sip_call, sip_callee):
     scenario = app.scenario
     scenario.start_callees(sip_callee)
