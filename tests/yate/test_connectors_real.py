@@ -30,6 +30,7 @@ import yaypm
 from yaypm.connectors import connect_service
 from yaypm.ivr import CallEnded, route, switchboard
 from yaypm.prompts import prompt
+from yaypm.resources import resource_path
 
 pytestmark = pytest.mark.yate
 
@@ -101,10 +102,10 @@ def scripts_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def yate_options(scripts_dir: Path) -> dict:
     """This module's engine: the stock templates plus our script in ``[scripts]``."""
-    text = (REPO / "yate-conf" / "extmodule.conf").read_text()
+    text = (resource_path("yate_conf") / "extmodule.conf").read_text()
     text, n = re.subn(r"^\[scripts\][ \t]*$", f"[scripts]\n{scripts_dir / 'stdio_ivr.sh'}=",
                       text, count=1, flags=re.M)
-    assert n == 1, "no [scripts] section in yate-conf/extmodule.conf"
+    assert n == 1, "no [scripts] section in the extmodule.conf template"
     return {"conf_overrides": {"extmodule.conf": text}}
 
 
