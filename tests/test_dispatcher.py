@@ -751,3 +751,23 @@ def test_wire_lines_are_logged_unless_turned_off():
     with capturedLogs() as logs:
         conn.feed(ROUTE)
     assert not [e for e in logs if e.get("log_namespace") == "yaypm.wire"]
+
+
+def test_channel_script_handler_without_install_gets_the_unasked_call_execute():
+    """A channel script is handed call.execute without installing it (extmodule §9.2)."""
+    seen = []
+
+    def start(d):
+        def execute(m):
+            seen.append(m["id"])
+            d.setlocal("id", "myivr/1")
+            m["targetid"] = "myivr/1"
+            return True
+        d.handler("call.execute", execute, install=False)
+
+    conn = MemoryConnection(start)
+    assert conn.take() == []                           # nothing installed
+    conn.feed("%%>message:0x7f.1:1795366986:call.execute::id=sip/6:callto=external/nodata/x.py")
+    assert seen == ["sip/6"]
+    assert conn.take() == ["%%>setlocal:id:myivr/1",
+                           "%%<message:0x7f.1:true:call.execute::targetid=myivr/1"]

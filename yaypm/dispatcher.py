@@ -1018,16 +1018,25 @@ class Dispatcher:
     # -- additions -----------------------------------------------------------------------------
     def handler(self, name: str, callback: Callable[[Message], Any],
                 priority: Optional[int] = None,
-                filter: Optional[Tuple[str, str]] = None) -> Registration:
+                filter: Optional[Tuple[str, str]] = None,
+                install: bool = True) -> Registration:
         """Call ``callback(message)`` for every ``name`` message, until cancelled.
 
         The callback answers with ``message.ret(...)`` now or later, or returns a bool (or a
         Deferred firing one) that becomes the answer.  If it raises or fails, the message is
         answered unhandled and the error logged.  One-shot ``onmsg`` waits are served first.
         ``priority``/``filter`` go to Yate's install (first install of a name wins).
+
+        ``install=False`` registers the callback without asking Yate for the messages: a
+        channel script (``external/nodata/...``) is handed its ``call.execute`` unasked
+        (yate-extmodule.md §9.2), and installing a ``call.execute`` handler would take every
+        call's execute instead.
         """
         reg = Registration(name, callback, self._handlers)
         self._handlers.setdefault(name, []).append(reg)
+        if not install:
+            reg.installed.callback(None)
+            return reg
         d = self.install(name, priority, filter)
         d.addCallbacks(lambda prio: reg.installed.called or reg.installed.callback(prio),
                        lambda f: None)
