@@ -7,9 +7,7 @@
   runs ``yaypm run app.py:start --stdio`` (the configuration is rendered by the ``yate``
   fixture from the templates, with ``[scripts]`` filled in through ``yate_options``).
 
-Not here: a channel script (``external/nodata/...``): such a script receives its
-``call.execute`` unasked, and the Dispatcher has no way to take a message it did not
-``%%>install`` (an install of ``call.execute`` would be a global handler).
+A channel script (``external/nodata/...``) is tested in ``test_channel_script_real.py``.
 """
 
 from __future__ import annotations
