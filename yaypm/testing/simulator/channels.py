@@ -624,23 +624,22 @@ class Driver:
     def msg_execute(self, msg: SimMessage, dest: str) -> Any:
         return False
 
-    def on_answered(self, msg: SimMessage) -> bool:
+    def _incoming_event(self, msg: SimMessage, method: str) -> bool:
+        """call.answered / call.ringing / call.progress: ``chan.<method>(msg)`` for the
+        addressed channel, only if it is incoming and not answered yet."""
         chan = self.find(self.dest_for(msg))
         if chan is None:
             return False
-        return (not chan.outgoing) and not chan.answered and chan.msg_answered(msg)
+        return (not chan.outgoing) and not chan.answered and getattr(chan, method)(msg)
+
+    def on_answered(self, msg: SimMessage) -> bool:
+        return self._incoming_event(msg, "msg_answered")
 
     def on_ringing(self, msg: SimMessage) -> bool:
-        chan = self.find(self.dest_for(msg))
-        if chan is None:
-            return False
-        return (not chan.outgoing) and not chan.answered and chan.msg_ringing(msg)
+        return self._incoming_event(msg, "msg_ringing")
 
     def on_progress(self, msg: SimMessage) -> bool:
-        chan = self.find(self.dest_for(msg))
-        if chan is None:
-            return False
-        return (not chan.outgoing) and not chan.answered and chan.msg_progress(msg)
+        return self._incoming_event(msg, "msg_progress")
 
     def on_tone(self, msg: SimMessage) -> bool:
         chan = self.find(self.dest_for(msg))
