@@ -39,6 +39,7 @@ from twisted.internet.protocol import ClientFactory
 from yaypm.connectors import ExtModuleLineProtocol
 from yaypm.ivr import switchboard
 from yaypm.testing.simulator import Behaviour, Simulator, busy
+from yaypm.testing.sipp_xml import sipp_reply, sipp_request, sipp_send
 from yaypm.testing.yate import SippCall, SippCallee, YateEngine
 
 EVENT = 10.0
@@ -250,48 +251,20 @@ _INVITE = """<?xml version="1.0" encoding="ISO-8859-1" ?>
   <recv response="183" optional="true"/>
 """
 
-_ACK_200 = """  <recv response="200" rtd="true" rrs="true" timeout="30000"/>
-  <send>
-    <![CDATA[
-      ACK [next_url] SIP/2.0
-      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
-      [last_From:]
-      [last_To:]
-      Call-ID: [call_id]
-      CSeq: 1 ACK
-      Contact: <sip:caller@[local_ip]:[local_port]>
-      Max-Forwards: 70
-      Content-Length: 0
-
-    ]]>
-  </send>
-  <nop>
+_ACK_200 = ('  <recv response="200" rtd="true" rrs="true" timeout="30000"/>\n'
+            + sipp_request("ACK", 1, "caller", retrans=False) + """  <nop>
     <action>
       <exec play_pcap_audio="/usr/share/sip-tester/g711a.pcap"/>
     </action>
   </nop>
-"""
+""")
 
-_INFO = """  <send retrans="500">
-    <![CDATA[
-      INFO [next_url] SIP/2.0
-      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
-      [last_From:]
-      [last_To:]
-      Call-ID: [call_id]
-      CSeq: {cseq} INFO
-      Contact: <sip:caller@[local_ip]:[local_port]>
-      Max-Forwards: 70
-      Content-Type: application/dtmf-relay
-      Content-Length: [len]
 
-      Signal={digit}
-      Duration=160
-    ]]>
-  </send>
-  <recv response="100" optional="true"/>
-  <recv response="200"/>
-"""
+def _info(cseq: int, digit: str) -> str:
+    return (sipp_request("INFO", cseq, "caller", headers=["Content-Type: application/dtmf-relay"],
+                         body=[f"Signal={digit}", "Duration=160"])
+            + '  <recv response="100" optional="true"/>\n  <recv response="200"/>\n')
+
 
 _RFC2833 = """  <nop>
     <action>
@@ -300,58 +273,20 @@ _RFC2833 = """  <nop>
   </nop>
 """
 
-_OK_TO_BYE = """  <send>
-    <![CDATA[
-      SIP/2.0 200 OK
-      [last_Via:]
-      [last_From:]
-      [last_To:]
-      [last_Call-ID:]
-      [last_CSeq:]
-      Contact: <sip:caller@[local_ip]:[local_port]>
-      Content-Length: 0
+_OK_TO_BYE = sipp_reply("200 OK", "caller")
 
-    ]]>
-  </send>
-"""
 
-_BYE = """  <send retrans="500">
-    <![CDATA[
-      BYE [next_url] SIP/2.0
-      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
-      [last_From:]
-      [last_To:]
-      Call-ID: [call_id]
-      CSeq: {cseq} BYE
-      Contact: <sip:caller@[local_ip]:[local_port]>
-      Max-Forwards: 70
-      Content-Length: 0
+def _bye(cseq: int) -> str:
+    return (sipp_request("BYE", cseq, "caller")
+            + '  <recv response="100" optional="true"/>\n  <recv response="200"/>\n')
 
-    ]]>
-  </send>
-  <recv response="100" optional="true"/>
-  <recv response="200"/>
-"""
 
-_ACK_ERROR = """  <label id="rejected"/>
-  <send>
-    <![CDATA[
-      ACK sip:[service]@[remote_ip]:[remote_port] SIP/2.0
-      [last_Via:]
-      [last_From:]
-      [last_To:]
-      Call-ID: [call_id]
-      CSeq: 1 ACK
-      Contact: <sip:caller@[local_ip]:[local_port]>
-      Max-Forwards: 70
-      Content-Length: 0
-
-    ]]>
-  </send>
-  <label id="end"/>
-  <pause milliseconds="100"/>
-</scenario>
-"""
+_ACK_ERROR = ('  <label id="rejected"/>\n'
+              + sipp_send("ACK sip:[service]@[remote_ip]:[remote_port] SIP/2.0",
+                          ["[last_Via:]", "[last_From:]", "[last_To:]", "Call-ID: [call_id]",
+                           "CSeq: 1 ACK", "Contact: <sip:caller@[local_ip]:[local_port]>",
+                           "Max-Forwards: 70"])
+              + '  <label id="end"/>\n  <pause milliseconds="100"/>\n</scenario>\n')
 
 
 def caller_scenario(steps: Sequence[Tuple[str, str]], dtmf_delay: float, dtmf_interval: float,
@@ -368,7 +303,7 @@ def caller_scenario(steps: Sequence[Tuple[str, str]], dtmf_delay: float, dtmf_in
         out.append(f'  <pause milliseconds="{int((at - elapsed) * 1000)}"/>\n')
         elapsed = at
         if method == "info":
-            out.append(_INFO.format(cseq=next(cseq), digit=digit))
+            out.append(_info(next(cseq), digit))
         elif method == "rfc2833":
             out.append(_RFC2833.format(name=_PCAP.get(digit, digit)))
         else:
@@ -380,7 +315,7 @@ def caller_scenario(steps: Sequence[Tuple[str, str]], dtmf_delay: float, dtmf_in
         wait = max(int((hangup_after - elapsed) * 1000), 1)
         out.append(f'  <recv request="BYE" timeout="{wait}" ontimeout="hangup"/>\n' + _OK_TO_BYE)
         out.append('  <pause milliseconds="100" next="end"/>\n')
-        out.append('  <label id="hangup"/>\n' + _BYE.format(cseq=next(cseq)))
+        out.append('  <label id="hangup"/>\n' + _bye(next(cseq)))
         out.append('  <pause milliseconds="100" next="end"/>\n')
     out.append(_ACK_ERROR)
     return "".join(out)

@@ -26,6 +26,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 from yaypm.apps.quizconnect.config import QuizConfig
 from yaypm.apps.quizconnect.store import CalleeStore
 from yaypm.sql import Database
+from yaypm.testing.sipp_xml import sipp_reply, sipp_request, sipp_send
 from yaypm.testing.yate import SipOutcome, SippAgent
 
 __all__ = ["QuizScenario", "WinnerAmongThree", "CallerCancels", "SCENARIOS", "caller_scenario",
@@ -36,53 +37,26 @@ _HEAD = """<?xml version="1.0" encoding="ISO-8859-1" ?>
 <!DOCTYPE scenario SYSTEM "sipp.dtd">
 """
 
-_SDP = """      v=0
-      o=user 53655765 2353687637 IN IP[local_ip_type] [local_ip]
-      s=-
-      c=IN IP[media_ip_type] [media_ip]
-      t=0 0
-      m=audio [media_port] RTP/AVP 8 101
-      a=rtpmap:8 PCMA/8000
-      a=rtpmap:101 telephone-event/8000
-      a=fmtp:101 0-15
-"""
+_SDP = ["v=0", "o=user 53655765 2353687637 IN IP[local_ip_type] [local_ip]", "s=-",
+        "c=IN IP[media_ip_type] [media_ip]", "t=0 0", "m=audio [media_port] RTP/AVP 8 101",
+        "a=rtpmap:8 PCMA/8000", "a=rtpmap:101 telephone-event/8000", "a=fmtp:101 0-15"]
 
-_INVITE = """  <send retrans="500">
-    <![CDATA[
-      INVITE sip:[service]@[remote_ip]:[remote_port] SIP/2.0
-      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=z9hG4bK[pid]quiz[call_number]
-      From: "Quiz Caller" <sip:alice@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]
-      To: <sip:[service]@[remote_ip]:[remote_port]>
-      Call-ID: [call_id]
-      CSeq: 1 INVITE
-      Contact: <sip:alice@[local_ip]:[local_port]>
-      Max-Forwards: 70
-      Allow: INVITE, ACK, CANCEL, BYE, INFO
-      Subject: quizconnect
-      Content-Type: application/sdp
-      Content-Length: [len]
+# The caller's INVITE, and the dialog lines its CANCEL and ACK repeat.
+_VIA = "Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=z9hG4bK[pid]quiz[call_number]"
+_FROM = 'From: "Quiz Caller" <sip:alice@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]'
+_SERVICE = "sip:[service]@[remote_ip]:[remote_port]"
 
-""" + _SDP + """
-    ]]>
-  </send>
-"""
+_INVITE = sipp_send(f"INVITE {_SERVICE} SIP/2.0",
+                    [_VIA, _FROM, f"To: <{_SERVICE}>", "Call-ID: [call_id]", "CSeq: 1 INVITE",
+                     "Contact: <sip:alice@[local_ip]:[local_port]>", "Max-Forwards: 70",
+                     "Allow: INVITE, ACK, CANCEL, BYE, INFO", "Subject: quizconnect",
+                     "Content-Type: application/sdp"], [*_SDP, ""], retrans=True)
 
 
 def _reply(code: str, tag: bool = True, sdp: bool = False) -> str:
-    body = ("      Content-Type: application/sdp\n      Content-Length: [len]\n\n" + _SDP
-            if sdp else "      Content-Length: 0\n\n")
-    return f"""  <send>
-    <![CDATA[
-      SIP/2.0 {code}
-      [last_Via:]
-      [last_From:]
-      [last_To:]{';tag=[pid]SIPpTag01[call_number]' if tag else ''}
-      [last_Call-ID:]
-      [last_CSeq:]
-      Contact: <sip:callee@[local_ip]:[local_port]>
-{body}    ]]>
-  </send>
-"""
+    return sipp_reply(code, "callee", to_tag="[pid]SIPpTag01[call_number]" if tag else "",
+                      headers=["Content-Type: application/sdp"] if sdp else [],
+                      body=_SDP if sdp else [])
 
 
 def caller_scenario(folder: Path, hold_ms: int) -> Path:
@@ -92,36 +66,8 @@ def caller_scenario(folder: Path, hold_ms: int) -> Path:
   <recv response="183" optional="true"/>
   <recv response="180" optional="true"/>
   <recv response="200" rtd="true" rrs="true" timeout="60000"/>
-  <send>
-    <![CDATA[
-      ACK [next_url] SIP/2.0
-      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
-      [last_From:]
-      [last_To:]
-      Call-ID: [call_id]
-      CSeq: 1 ACK
-      Contact: <sip:alice@[local_ip]:[local_port]>
-      Max-Forwards: 70
-      Content-Length: 0
-
-    ]]>
-  </send>
-  <pause milliseconds="{hold_ms}"/>
-  <send retrans="500">
-    <![CDATA[
-      BYE [next_url] SIP/2.0
-      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
-      [last_From:]
-      [last_To:]
-      Call-ID: [call_id]
-      CSeq: 2 BYE
-      Contact: <sip:alice@[local_ip]:[local_port]>
-      Max-Forwards: 70
-      Content-Length: 0
-
-    ]]>
-  </send>
-  <recv response="100" optional="true"/>
+""" + sipp_request("ACK", 1, "alice", retrans=False) + f"""  <pause milliseconds="{hold_ms}"/>
+""" + sipp_request("BYE", 2, "alice") + """  <recv response="100" optional="true"/>
   <recv response="200"/>
 </scenario>
 """
@@ -136,36 +82,14 @@ def cancelling_caller_scenario(folder: Path, after_ms: int) -> Path:
   <recv response="180" optional="true"/>
   <recv response="183"/>
   <pause milliseconds="{after_ms}"/>
-  <send>
-    <![CDATA[
-      CANCEL sip:[service]@[remote_ip]:[remote_port] SIP/2.0
-      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=z9hG4bK[pid]quiz[call_number]
-      From: "Quiz Caller" <sip:alice@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]
-      To: <sip:[service]@[remote_ip]:[remote_port]>
-      Call-ID: [call_id]
-      CSeq: 1 CANCEL
-      Max-Forwards: 70
-      Content-Length: 0
-
-    ]]>
-  </send>
-  <recv response="100" optional="true"/>
+""" + sipp_send(f"CANCEL {_SERVICE} SIP/2.0",
+                [_VIA, _FROM, f"To: <{_SERVICE}>", "Call-ID: [call_id]", "CSeq: 1 CANCEL",
+                 "Max-Forwards: 70"]) + """  <recv response="100" optional="true"/>
   <recv response="200" optional="true"/>
   <recv response="487"/>
-  <send>
-    <![CDATA[
-      ACK sip:[service]@[remote_ip]:[remote_port] SIP/2.0
-      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=z9hG4bK[pid]quiz[call_number]
-      From: "Quiz Caller" <sip:alice@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]
-      [last_To:]
-      Call-ID: [call_id]
-      CSeq: 1 ACK
-      Max-Forwards: 70
-      Content-Length: 0
-
-    ]]>
-  </send>
-  <!-- Yate answers the CANCEL 100, then 487 to the INVITE; its 200 may follow or not -->
+""" + sipp_send(f"ACK {_SERVICE} SIP/2.0",
+                [_VIA, _FROM, "[last_To:]", "Call-ID: [call_id]", "CSeq: 1 ACK",
+                 "Max-Forwards: 70"]) + """  <!-- Yate answers the CANCEL 100, then 487 to the INVITE; its 200 may follow or not -->
   <recv response="200" timeout="1000" ontimeout="done"/>
   <label id="done"/>
 </scenario>
@@ -188,27 +112,13 @@ def pin_callee_scenario(folder: Path, name: str, answer_ms: int,
             continue
         for key in arg:
             cseq += 1
-            body.append(f"""  <send retrans="500">
-    <![CDATA[
-      INFO [$contact] SIP/2.0
-      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
-      From: [$to];tag=[pid]SIPpTag01[call_number]
-      To: [$from]
-      Call-ID: [call_id]
-      CSeq: {cseq} INFO
-      Contact: <sip:callee@[local_ip]:[local_port]>
-      Max-Forwards: 70
-      Content-Type: application/dtmf-relay
-      Content-Length: [len]
-
-      Signal={key}
-      Duration=160
-    ]]>
-  </send>
-  <recv response="100" optional="true"/>
-  <recv response="200"/>
-  <pause milliseconds="150"/>
-""")
+            body.append(sipp_request(
+                "INFO", cseq, "callee", uri="[$contact]",
+                dialog=("From: [$to];tag=[pid]SIPpTag01[call_number]", "To: [$from]"),
+                headers=["Content-Type: application/dtmf-relay"],
+                body=[f"Signal={key}", "Duration=160"]))
+            body.append('  <recv response="100" optional="true"/>\n  <recv response="200"/>\n'
+                        '  <pause milliseconds="150"/>\n')
     capture = """    <action>
       <ereg regexp=".*" search_in="hdr" header="From:" check_it="true" assign_to="from"/>
       <ereg regexp=".*" search_in="hdr" header="To:" check_it="true" assign_to="to"/>
