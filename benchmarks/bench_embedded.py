@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import os
 import re
-import socket
 import statistics
 import subprocess
 import sys
@@ -39,7 +38,8 @@ sys.path.insert(0, str(REPO))
 from yaypm.embedded_cli import BuildError, build_module  # noqa: E402
 from yaypm.testing.yate import YateEngine, find_yate  # noqa: E402
 
-QUICKACK = getattr(socket, "TCP_QUICKACK", None)
+from _rawclient import RAW_HANDLER, RawClient  # noqa: E402
+
 PARAMS = b":called=1234:caller=5678:billid=1700000000-1"
 
 EMBEDDED_APP = '''
@@ -112,45 +112,8 @@ reactor.connectTCP("127.0.0.1", int(sys.argv[1]), TCPDispatcherFactory(start))
 reactor.run()
 '''
 
-RAW_HANDLER = '''
-import socket, sys
-QA = getattr(socket, "TCP_QUICKACK", None)
-s = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
-s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-s.sendall(b"%%>install:50:bench.raw\\n")
-buf = b""
-while True:
-    data = s.recv(65536)
-    if not data:
-        break
-    if QA is not None:
-        s.setsockopt(socket.IPPROTO_TCP, QA, 1)
-    buf += data
-    out = []
-    while b"\\n" in buf:
-        line, buf = buf.split(b"\\n", 1)
-        if line.startswith(b"%%>message:"):
-            out.append(b"%%<message:" + line.split(b":", 2)[1] + b":true:\\n")
-        elif line.startswith(b"%%<install:"):
-            print("ready", flush=True)
-    if out:
-        s.sendall(b"".join(out))
-'''
-
-
-class Driver:
+class Driver(RawClient):
     """extmodule client sending messages and matching answers by id."""
-
-    def __init__(self, port: int) -> None:
-        self.sock = socket.create_connection(("127.0.0.1", port))
-        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self._quickack()
-        self.buf = b""
-        self.n = 0
-
-    def _quickack(self) -> None:
-        if QUICKACK is not None:
-            self.sock.setsockopt(socket.IPPROTO_TCP, QUICKACK, 1)
 
     def line(self, name: bytes) -> tuple[bytes, bytes]:
         self.n += 1
@@ -159,14 +122,7 @@ class Driver:
 
     def answers(self) -> List[bytes]:
         """Block for at least one line; return the ids of the answers received."""
-        while b"\n" not in self.buf:
-            data = self.sock.recv(1 << 16)
-            if not data:
-                raise EOFError("Yate closed the driver connection")
-            self._quickack()
-            self.buf += data
-        *lines, self.buf = self.buf.split(b"\n")
-        return [ln.split(b":", 3)[1] for ln in lines
+        return [ln.split(b":", 3)[1] for ln in self.read_lines()
                 if ln.startswith(b"%%<message:") and ln.split(b":", 2)[2].startswith((b"t", b"f"))]
 
     def sequential(self, name: bytes, count: int) -> List[float]:
@@ -265,10 +221,10 @@ def main(argv: Optional[List[str]] = None) -> int:
     try:
         engine.start()
         env = dict(os.environ, PYTHONPATH=str(REPO))
-        for code in (TCP_HANDLER, RAW_HANDLER):
+        for code, extra in ((TCP_HANDLER, []), (RAW_HANDLER, ["bench.raw", "1", "50"])):
             p = subprocess.Popen([sys.executable, "-c", textwrap.dedent(code),
-                                  str(engine.global_port)], stdout=subprocess.PIPE, env=env,
-                                 text=True)
+                                  str(engine.global_port)] + extra, stdout=subprocess.PIPE,
+                                 env=env, text=True)
             procs.append(p)
             if p.stdout is None or p.stdout.readline().strip() != "ready":
                 sys.exit("bench_embedded: a handler process did not start")

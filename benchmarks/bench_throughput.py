@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import os
 import re
-import socket
 import statistics
 import subprocess
 import sys
@@ -44,33 +43,7 @@ sys.path.insert(0, str(REPO))
 
 from yaypm.testing.yate import YateEngine, find_yate  # noqa: E402
 
-QUICKACK = getattr(socket, "TCP_QUICKACK", None)
-
-RAW_HANDLER = '''
-import socket, sys
-port, name, quickack = int(sys.argv[1]), sys.argv[2].encode(), sys.argv[3] == "1"
-QA = getattr(socket, "TCP_QUICKACK", None) if quickack else None
-s = socket.create_connection(("127.0.0.1", port))
-s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-s.sendall(b"%%>install:100:" + name + b"\\n")
-buf = b""
-while True:
-    data = s.recv(65536)
-    if not data:
-        break
-    if QA is not None:
-        s.setsockopt(socket.IPPROTO_TCP, QA, 1)
-    buf += data
-    out = []
-    while b"\\n" in buf:
-        line, buf = buf.split(b"\\n", 1)
-        if line.startswith(b"%%>message:"):
-            out.append(b"%%<message:" + line.split(b":", 2)[1] + b":true:\\n")
-        elif line.startswith(b"%%<install:"):
-            print("ready", flush=True)
-    if out:
-        s.sendall(b"".join(out))
-'''
+from _rawclient import RAW_HANDLER, RawClient  # noqa: E402
 
 YAYPM_HANDLER = '''
 import sys
@@ -122,31 +95,13 @@ HANDLERS: List[Tuple[str, Optional[str], str, List[str]]] = [
 ]
 
 
-class Driver:
+class Driver(RawClient):
     """Sends pipelined messages on one extmodule connection and counts the answers."""
-
-    def __init__(self, port: int) -> None:
-        self.sock = socket.create_connection(("127.0.0.1", port))
-        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self._quickack()
-        self.buf = b""
-        self.n = 0
-
-    def _quickack(self) -> None:
-        if QUICKACK is not None:
-            self.sock.setsockopt(socket.IPPROTO_TCP, QUICKACK, 1)
 
     def _answers(self) -> Tuple[int, int]:
         """Block for at least one line; (answers, answers processed=true)."""
-        while b"\n" not in self.buf:
-            data = self.sock.recv(1 << 16)
-            if not data:
-                raise EOFError("Yate closed the driver connection")
-            self._quickack()
-            self.buf += data
-        *lines, self.buf = self.buf.split(b"\n")
         answers = handled = 0
-        for ln in lines:
+        for ln in self.read_lines():
             if ln.startswith(b"%%<message:d"):
                 answers += 1
                 handled += ln.split(b":", 3)[2] == b"true"
@@ -170,9 +125,6 @@ class Driver:
                 done += a
                 handled += h
         return done, handled, time.perf_counter() - t0
-
-    def close(self) -> None:
-        self.sock.close()
 
 
 def add_lines(conf: str, section: str, lines: List[str]) -> str:
