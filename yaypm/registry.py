@@ -46,13 +46,19 @@ class CallRecord:
 
 
 class CallRegistry:
-    """Active and finished call legs, keyed by a yaypm call id."""
+    """Active and finished call legs, keyed by a yaypm call id.
+
+    ``node`` (empty by default) goes into new ids (``call-<node>-1``) to keep them unique
+    across processes — set by the DSM runner, whose sessions may be named after records and
+    are addressed by id from other processes (``postEvent``).
+    """
 
     log = Logger()
 
     def __init__(self, clock: Any = None, keep_finished: int = 1000,
-                 keep_seconds: float = 3600.0) -> None:
+                 keep_seconds: float = 3600.0, node: str = "") -> None:
         self._clock = clock
+        self.node = node
         self.active: Dict[str, CallRecord] = {}
         self.finished: "OrderedDict[str, CallRecord]" = OrderedDict()
         self.keep_finished = keep_finished
@@ -69,7 +75,10 @@ class CallRegistry:
         return self._clock.seconds()
 
     def new_id(self, prefix: str = "call") -> str:
-        """A fresh id, unique within this process (``call-1``, ``call-2``...)."""
+        """A fresh id, unique within this process (``call-1``, ``call-2``...), or across
+        processes with a ``node`` (``call-5F3A2B-1``)."""
+        if self.node:
+            return f"{prefix}-{self.node}-{next(self._ids)}"
         return f"{prefix}-{next(self._ids)}"
 
     def start(self, call_id: Optional[str] = None, **attrs: Any) -> str:

@@ -23,11 +23,17 @@ answered (or in early media), `eof` plays the next item, an empty list raises `n
 `flushPlaylist` detaches without `noAudio`. `conference.join(room)` is a playlist item
 (heard after the queued prompts, ⚑D5) that moves the party into `conf/<room>` (kept when
 alone, as in SEMS). `dlg.dialout` places `sip/<r-uri>` through a new dumb channel (⚑D12).
+
+**postEvent across processes** (⚑D9): a target not in this process is sent as a
+`yaypm.dsm.event` message (`target`, `sender`, each variable as `var.<name>`); every runner
+handles that message and answers true only for a session or queue it holds, so Yate offers
+it to the next process; unhandled everywhere = unknown target (`$errno=arg`).
 """
 from __future__ import annotations
 
 import os
 import re
+import uuid
 from collections import deque
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Deque, Optional
@@ -62,6 +68,13 @@ log = Logger(namespace="yaypm.dsm.yate")
 KEY_CODES = {**{str(i): i for i in range(10)}, "*": 10, "#": 11, "A": 12, "B": 13, "C": 14,
              "D": 15}
 _KEY_CHARS = {v: k for k, v in KEY_CODES.items()}
+
+#: The Yate message carrying a `postEvent` to another process (⚑D9), and the prefix of the
+#: posted variables among its parameters (so `target`/`sender` and Yate's own never clash).
+EVENT_MESSAGE = "yaypm.dsm.event"
+_VAR = "var."
+#: This process's part of call record ids, when sessions are named after records.
+_NODE = uuid.uuid4().hex[:6].upper()
 
 #: An endless item (looped ring tone without length) is a tone this long, cut by a flush.
 _ENDLESS = 86400.0
@@ -814,6 +827,8 @@ class DSMRunner:
         if registry is not None:
             from yaypm.monitor.dsm_bridge import attach_engine
             attach_engine(engine, registry)
+            if not registry.node:         # sessions named after records: unique ids (⚑D9)
+                registry.node = _NODE
         self.priority = priority
         self.media_root = media_root
         self.check_files = check_files
@@ -823,6 +838,7 @@ class DSMRunner:
         self.backends: set[LegBackend] = set()
         self._rooms: dict[str, set[LegBackend]] = {}
         self._route: Optional[Route] = None
+        self._events: Any = None
         self._table: Optional[RouteTable] = None
         self._table_for: Any = None
         self._logged_errors: Any = None
@@ -859,19 +875,66 @@ class DSMRunner:
         if self.media_root is not None:
             board.media_root = self.media_root
         self._route = route(dispatcher, self._claims, self._serve, priority=self.priority)
+        if self._events is not None:
+            self._events.cancel()
+        self._events = dispatcher.handler(EVENT_MESSAGE, self._event_received,
+                                          priority=self.priority)
+        self.engine.registry.remote = self._post_remote
         table = self.routes()
         self.log.info("DSM routes: {routes}", routes=", ".join(table.describe()) or "none")
 
     __call__ = attach
 
     def close(self) -> None:
-        """Stop claiming numbers (running calls go on)."""
+        """Stop claiming numbers (running calls go on, and still get their posted events)."""
         if self._route is not None:
             self._route.cancel()
             self._route = None
 
     def start_system_dsms(self) -> list[Session]:
         return self.engine.start_system_dsms()
+
+    # -- postEvent between processes (⚑D9) --------------------------------------------------
+    def _post_remote(self, target: str, params: dict[str, str], sender: str) -> Deferred:
+        """The registry's `remote`: send the event to whichever process holds `target`;
+        fires whether one took it."""
+        d = self.dispatcher
+        if d is None or not d.connected:
+            self.log.warn("postEvent to {target}: not here, and no connection to Yate",
+                          target=target)
+            return defer.succeed(False)
+        m = d.msg(EVENT_MESSAGE, [("target", target), ("sender", sender)]
+                  + [(_VAR + k, v) for k, v in params.items() if "=" not in k])
+
+        def answered(taken: bool) -> bool:
+            if not taken:
+                self.log.warn("postEvent from {sender}: no process holds {target}",
+                              sender=sender, target=target)
+            return taken
+
+        def failed(f: Failure) -> bool:
+            self.log.warn("postEvent from {sender} to {target} failed: {error}",
+                          sender=sender, target=target, error=f.getErrorMessage())
+            return False
+        return m.dispatch().addCallbacks(answered, failed)
+
+    def _event_received(self, msg: Message) -> bool:
+        """`yaypm.dsm.event`: true (the event queued after this answer, ⚑D9) only for a
+        session or queue of this process; false lets Yate offer it to the next one."""
+        target = msg.get("target", "")
+        registry = self.engine.registry
+        session = registry.find(target)
+        if session is None or session.ended:
+            self.log.debug("postEvent for {target}: not here", target=target)
+            return False
+        params = {k[len(_VAR):]: v for k, v in msg.items() if k.startswith(_VAR)}
+        self.clock.callLater(0, self._deliver_event, target, params, msg.get("sender", ""))
+        return True
+
+    def _deliver_event(self, target: str, params: dict[str, str], sender: str) -> None:
+        if not self.engine.registry.post_event(target, params):
+            self.log.debug("postEvent from {sender}: {target} ended before delivery",
+                           sender=sender, target=target)
 
     # -- reload ---------------------------------------------------------------------------
     def reload(self) -> tuple[bool, str]:

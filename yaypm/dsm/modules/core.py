@@ -340,8 +340,11 @@ class CoreModule(DSMModule):
 
     # -- events -----------------------------------------------------------------------------
     @action("postEvent", split=",", arity=(1, 2))
-    def post_event(self, s: Any, target: str = "", names: str = "") -> None:
-        """Queue an `event` for session/queue `target` with the listed variables (no `$`)."""
+    def post_event(self, s: Any, target: str = "", names: str = "") -> Any:
+        """Queue an `event` for session/queue `target` with the listed variables (no `$`).
+
+        A target not in this process goes to the registry's `remote` forwarder (⚑D9): the
+        session waits for the answer only (⚑D11), to set `$errno` as for a local target."""
         to = resolve(s, target)
         params: dict[str, str] = {}
         for n in (x.strip() for x in names.split(";")) if names else ():
@@ -355,8 +358,18 @@ class CoreModule(DSMModule):
                 params[n] = s.var[n]
         if s.registry.post_event(to, params):
             s.set_errno("")
-        else:
+            return None
+        remote = s.registry.remote
+        if remote is None:
             s.set_errno("arg", f"postEvent: no session or queue '{to}'")
+            return None
+
+        def answered(taken: bool) -> None:
+            if taken:
+                s.set_errno("")
+            else:
+                s.set_errno("arg", f"postEvent: no session or queue '{to}'")
+        return remote(to, params, s.id).addCallback(answered)
 
     @action("registerEventQueue", arity=(1, 1))
     def register_event_queue(self, s: Any, name: str = "") -> None:
