@@ -25,7 +25,10 @@ Incoming calls (:mod:`yaypm.ivr.routing`)
     ``app(leg)``: ``async def``, generator flow, plain function or :class:`Dialog` subclass.
     The app runs inside ``call.route`` until its first wait (``leg.reject()`` there rejects in
     routing); the leg is hung up when the app returns; its exceptions are logged and end only
-    that call.  ``Route.cancel()``.  ``run_app(leg, app)``.
+    that call.  ``guard(message)``: a bool, a ``Deferred[bool]`` or an ``async def``;
+    ``call.route`` waits for it (a failure, or no answer within 80% of the answer deadline:
+    not claimed); its true value is the app's ``leg.claim``.  ``Route.cancel()``.
+    ``run_app(leg, app)``.
 
 Outgoing calls
     ``dial(dispatcher, target, *, caller=None, callername=None, timeout=30.0, called=None,
@@ -37,7 +40,7 @@ Outgoing calls
 :class:`Leg` (:mod:`yaypm.ivr.leg`)
     attributes ``id`` (party channel), ``chan`` (our dumb channel), ``direction``, ``state``,
     ``is_answered``, ``caller``/``called``/``callername``/``billid``, ``params``, ``peer``,
-    ``room``, ``end_reason``, ``end_params``, ``alive``, ``app``, ``keypad``;
+    ``room``, ``end_reason``, ``end_params``, ``alive``, ``app``, ``claim``, ``keypad``;
     ``ended`` (property: new Deferred[str] with the end reason), ``on_progress(cb)``;
     ``answered() -> Deferred[Leg]``, ``answer()``, ``progress()``, ``ringing()``,
     ``hangup(reason="normal") -> Deferred[str]``,

@@ -109,6 +109,7 @@ class Leg:
         self.end_reason: Optional[str] = None
         self.end_params: Dict[str, str] = {}
         self.app: Optional[Deferred] = None      # the flow running this leg, if any
+        self.claim: Any = None                   # what its route's guard answered (routing)
         self.target: Optional[str] = None        # what dial() called
         self.record_id: Optional[str] = None     # its id in the switchboard's CallRegistry
         self._children: List[Deferred] = []      # dials placed by leg.dial(), not answered

@@ -13,6 +13,14 @@
 One persistent ``call.route`` handler (priority 50) serves every route of the dispatcher; a
 ``call.route`` no route claims is answered unhandled at once, so Yate's other routers see it.
 
+A route's ``guard(message)`` may decide later: it returns a ``bool``, a ``Deferred[bool]`` or
+is an ``async def`` (a database lookup, say).  ``call.route`` stays unanswered while it runs;
+False hands the message to the next route, or answers it unhandled.  A guard that raises,
+fails or is still undecided at :data:`GUARD_SHARE` of the dispatcher's answer deadline (it is
+then cancelled) counts as False and is logged; the deadline itself stays the last resort.
+What the guard answered (any true value: a lookup result, say) is the app's ``leg.claim``, so
+the app need not ask again (True without a guard).
+
 For a claimed call the app runs *inside* the ``call.route`` handler until its first real wait:
 ``leg.reject(486)`` there refuses the call in ``call.route`` itself (``-`` with ``error=busy``,
 trace B3).  Otherwise the route is answered ``dumb/`` and the leg learns its dumb channel from
@@ -25,8 +33,9 @@ app is the normal end of a call whose party hung up and is not logged as an erro
 
 from __future__ import annotations
 
+import inspect
 import re
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Optional, Union
+from typing import TYPE_CHECKING, Any, Callable, Iterable, List, Optional, Union
 
 from twisted.internet import defer
 from twisted.logger import Logger
@@ -43,6 +52,11 @@ if TYPE_CHECKING:
 __all__ = ["route", "Route", "run_app"]
 
 Matcher = Union[str, "re.Pattern[str]", Callable[[str], bool], Iterable[Any]]
+Guard = Callable[["Message"], Any]      # -> bool, Deferred[bool] or a coroutine of bool
+
+#: The share of the dispatcher's answer deadline the guards of one ``call.route`` may take
+#: together: the rest is left to answer the message before the dispatcher's own deadline.
+GUARD_SHARE = 0.8
 
 log = Logger(namespace="yaypm.ivr.routing")
 
@@ -62,17 +76,24 @@ class Route:
     """A claim on called numbers; ``cancel()`` releases it."""
 
     def __init__(self, board: Switchboard, called: Matcher, app: Callable[[Leg], Any],
-                 guard: Optional[Callable[["Message"], bool]] = None) -> None:
+                 guard: Optional[Guard] = None) -> None:
         self.board = board
         self.called = called
         self.app = app
         self.guard = guard
         self._match = _matcher(called)
 
-    def matches(self, msg: "Message") -> bool:
+    def matches(self, msg: "Message") -> Any:
+        """Whether this route takes ``msg``: the guard's answer (true: yes), or a Deferred of
+        it from an asynchronous guard."""
         if not self._match(msg.get("called", "")):
             return False
-        return self.guard is None or bool(self.guard(msg))
+        if self.guard is None:
+            return True
+        result = self.guard(msg)
+        if inspect.iscoroutine(result):
+            return defer.Deferred.fromCoroutine(result)
+        return result
 
     def cancel(self) -> None:
         if self in self.board.routes:
@@ -80,14 +101,16 @@ class Route:
 
 
 def route(dispatcher: "Dispatcher", called: Matcher, app: Callable[[Leg], Any], *,
-          guard: Optional[Callable[["Message"], bool]] = None,
+          guard: Optional[Guard] = None,
           priority: int = DEFAULT_PRIORITY) -> Route:
     """Claim the numbers ``called`` (a string, a compiled regex, a callable on the called
     number, or a list of those) and run ``app(leg)`` for each incoming call to them.
 
     ``app`` is an ``async def``, a generator flow (``yield d; getResult()``) or a plain
     function.  ``guard(message)`` may refuse a call the number matched (then the next route,
-    or Yate's other routers, get it).  Routes are tried in the order they were added.
+    or Yate's other routers, get it): it returns a bool, a ``Deferred[bool]`` or is an
+    ``async def``; ``call.route`` waits for it (see the module documentation for failures and
+    timeouts).  Routes are tried in the order they were added.
     """
     board = switchboard(dispatcher, priority)
     r = Route(board, called, app, guard)
@@ -98,27 +121,71 @@ def route(dispatcher: "Dispatcher", called: Matcher, app: Callable[[Leg], Any], 
     return r
 
 
-def _on_route(board: Switchboard, msg: "Message") -> Optional[bool]:
-    for r in board.routes:
+def _on_route(board: Switchboard, msg: "Message") -> Union[None, bool, defer.Deferred]:
+    limit = board.dispatcher.answer_deadline
+    until = None if limit is None else board.timers.seconds() + limit * GUARD_SHARE
+    return _try_routes(board, msg, list(board.routes), 0, until)
+
+
+def _try_routes(board: Switchboard, msg: "Message", routes: List[Route], start: int,
+                until: Optional[float]) -> Union[None, bool, defer.Deferred]:
+    """Try ``routes[start:]`` on ``msg``: None once one claimed it (the app answered it),
+    False when none did, or a Deferred of either while an asynchronous guard decides."""
+    for i in range(start, len(routes)):
+        r = routes[i]
         try:
             ok = r.matches(msg)
         except Exception:
             log.failure("Route guard failed for {called}", called=msg.get("called"))
-            ok = False
+            continue
+        if isinstance(ok, defer.Deferred):
+            return _await_guard(board, msg, routes, i, until, ok)
         if ok:
-            break
-    else:
-        board.stats["unclaimed"] += 1
-        return False
+            _claim(board, msg, r, ok)
+            return None
+    board.stats["unclaimed"] += 1
+    return False
+
+
+def _await_guard(board: Switchboard, msg: "Message", routes: List[Route], i: int,
+                 until: Optional[float], d: defer.Deferred) -> defer.Deferred:
+    called = msg.get("called")
+    if until is not None:
+        clock: Any = board.timers           # IReactorTime enough for addTimeout
+        d.addTimeout(max(until - clock.seconds(), 0.0), clock)
+
+    def decided(mine: Any) -> Union[None, bool, defer.Deferred]:
+        if msg.answered:                # the deadline or a lost connection answered it
+            log.warn("Route guard for {called} decided after call.route was answered",
+                     called=called)
+            return None
+        if mine and routes[i] in board.routes:
+            _claim(board, msg, routes[i], mine)
+            return None
+        return _try_routes(board, msg, routes, i + 1, until)
+
+    def failed(f: Failure) -> Union[None, bool, defer.Deferred]:
+        if f.check(defer.TimeoutError):
+            log.warn("Route guard for {called} undecided in time; not claimed", called=called)
+        else:
+            log.failure("Route guard failed for {called}; not claimed", f, called=called)
+        if msg.answered:
+            return None
+        return _try_routes(board, msg, routes, i + 1, until)
+
+    return d.addCallbacks(decided, failed)
+
+
+def _claim(board: Switchboard, msg: "Message", r: Route, claim: Any) -> None:
     board.stats["routed"] += 1
     leg = Leg(board, msg.get("id"), direction="incoming", params=msg.attrs, state="routing")
     board._adopt(leg, getattr(r.app, "__name__", type(r.app).__name__))
     leg._route_msg = msg
+    leg.claim = claim
     try:
         run_app(leg, r.app)               # runs until its first wait, inside call.route
     finally:
         leg._answer_route(msg)
-    return None
 
 
 def run_app(leg: Leg, app: Callable[[Leg], Any]) -> defer.Deferred:
