@@ -124,3 +124,16 @@ def test_yaypm_demo_dsm_version(capsys):
     assert "john         we won -> CONNECTED" in out
     assert "bob          got cancel from A leg -> END" in out
     assert "nothing left behind" in out
+
+
+def test_only_numbers_with_callees_reads_yes_and_no(tmp_path):
+    conf = tmp_path / "q.conf"
+    conf.write_text("only_numbers_with_callees=no\n")
+    assert load_config(str(conf)).only_numbers_with_callees is False
+    assert load_config().only_numbers_with_callees is True
+    assert load_config(str(conf), only_numbers_with_callees="yes").only_numbers_with_callees
+    assert QuizConfig(only_numbers_with_callees=False).dsm_config()[
+        "only_numbers_with_callees"] == "no"
+    conf.write_text("only_numbers_with_callees=maybe\n")
+    with pytest.raises(ConfigError, match="only_numbers_with_callees"):
+        load_config(str(conf))

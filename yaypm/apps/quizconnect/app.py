@@ -3,7 +3,11 @@
 The call flow, as :meth:`QuizConnect.call` reads from top to bottom:
 
 1. A call to a handled number arrives; the callees registered for the dialled number are looked
-   up (bound parameters).  Database trouble -> 500, logged with the cause; no callee -> 404.
+   up (bound parameters) while ``call.route`` waits (the route's guard).  No callee: the
+   number is left to Yate's other routers (``call.route`` unhandled; 404 unless one routes
+   it) — or, with ``only_numbers_with_callees = no``, claimed and answered 404.  Database
+   trouble -> the call is claimed and answered 500, logged with the cause.  The app uses the
+   guard's lookup (``leg.claim``); the database is asked once per call.
 2. The caller gets early media (SIP 183) and hears ``welcome_caller``, then ringback.
 3. Every callee is called at once (``target`` template, ``ring_timeout``).  Each one that
    answers hears ``welcome_callee`` and types digits; ``#`` or ``*`` submits (typing exactly the
@@ -36,7 +40,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, Dict, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from twisted.internet import defer
 from twisted.internet.defer import Deferred
@@ -97,6 +101,17 @@ def _quiet(f: Any, leg: Leg) -> None:
         log.failure("quizconnect: background operation on {chan} failed", f, chan=leg.id)
 
 
+@dataclass(frozen=True)
+class _Lookup:
+    """The route guard's callee lookup, kept for the call (``leg.claim``): the callees, or the
+    database error.  True (the number is ours) when there are callees or an error to answer."""
+    callees: Sequence[Callee] = ()
+    error: Optional[Exception] = None
+
+    def __bool__(self) -> bool:
+        return bool(self.callees) or self.error is not None
+
+
 class QuizConnect:
     """The quizconnect app: ``start(dispatcher)`` routes its numbers to :meth:`call`.
 
@@ -115,18 +130,43 @@ class QuizConnect:
         self.registry = registry if registry is not None else default_registry()
         self.observer = observer
         self.dispatcher: Optional["Dispatcher"] = None
-        self.stats = {"calls": 0, "connected": 0, "not_found": 0, "db_errors": 0,
-                      "nobody": 0, "caller_left": 0}
+        self.stats = {"calls": 0, "connected": 0, "not_found": 0, "left_to_yate": 0,
+                      "db_errors": 0, "nobody": 0, "caller_left": 0}
 
     def start(self, dispatcher: "Dispatcher") -> "Route":
-        """Claim the numbers of ``config.number`` on ``dispatcher`` (an SQLite callee table
-        is created on the first start)."""
+        """Claim the numbers of ``config.number`` on ``dispatcher`` — only those with callees
+        when ``config.only_numbers_with_callees`` (an SQLite callee table is created on the
+        first start)."""
         if self.dispatcher is None and self.store.db.scheme == "sqlite":
             self.store.init().addErrback(
                 lambda f: log.error("quizconnect: cannot create the callees table: {error}",
                                     error=f.getErrorMessage()))
         self.dispatcher = dispatcher
-        return route(dispatcher, self.config.handles, self.call)
+        guard = self._lookup if self.config.only_numbers_with_callees else None
+        return route(dispatcher, self.config.handles, self.call, guard=guard)
+
+    async def _lookup(self, msg: Any) -> _Lookup:
+        """The route guard: the callees of the dialled number; none -> not ours (Yate routes
+        it); a database error -> ours, so that the call gets 500."""
+        called = msg.get("called", "")
+        try:
+            callees = await self.store.lookup(called)
+        except Exception as e:          # DatabaseError, or a driver error it did not wrap
+            return _Lookup(error=e)
+        if not callees:
+            self.stats["left_to_yate"] += 1
+            log.info("quizconnect: no callee for {called}, left to Yate's routing",
+                     called=called, chan=msg.get("id", ""))
+        return _Lookup(callees)
+
+    def _callees(self, caller: Leg) -> "Deferred[List[Callee]]":
+        """The callees of the call: the route guard's lookup, or a lookup now."""
+        claim = caller.claim
+        if isinstance(claim, _Lookup):
+            if claim.error is not None:
+                return defer.fail(claim.error)
+            return defer.succeed(list(claim.callees))
+        return self.store.lookup(caller.called)
 
     # -- the call flow ------------------------------------------------------------------------
     async def call(self, caller: Leg) -> None:
@@ -149,7 +189,7 @@ class QuizConnect:
         cfg = self.config
         self._state(rec, "LOOKUP")
         try:
-            callees = await self.store.lookup(caller.called)
+            callees = await self._callees(caller)
         except Exception as e:          # DatabaseError, or a driver error it did not wrap
             self.stats["db_errors"] += 1
             log.error("quizconnect: callee lookup for {called} failed, answering 500: {error}",

@@ -7,29 +7,34 @@ form, so the *same* file is also a DSM app bundle whose keys the DSM scripts rea
 version does not know (``diag_path``, ``load_diags``...) are ignored by it, and the other way
 round.
 
-========================  =========================================================  =========
-key                       meaning                                                    default
-========================  =========================================================  =========
-``number``                called numbers handled, comma-separated: an exact number,  ``*``
-                          ``^regex`` (matching the whole number) or ``prefix*``;
-                          ``*`` = every number (numbers without callees get 404).
-                          The same syntax as the DSM adapter's ``number`` key.
-``db_url``                ``sqlite:///file.db``, ``mysql://u:p@host/db``,             ``sqlite:///quizconnect.db``
-                          ``postgresql://u:p@host/db``
-``prompt_path``           folder of ``welcome_caller.au``, ``welcome_callee.au``,    shipped prompts
-                          ``sorry_pin_wrong.au``, ``pin_goodbye.au``
-``outbound_domain``       host[:port] the callees are called at                     ``127.0.0.1:5080``
-``target``                callto template of a callee leg (``{callee}``,            ``sip/sip:{callee}@{outbound_domain}``
-                          ``{outbound_domain}``, ``{called}``, ``{caller}``)
-``caller_id``             caller (From user) of the callee legs                     ``quizconnect``
-``ring_timeout``          seconds a callee may ring                                 ``30``
-``pin_timeout``           seconds for the first key after a prompt                  ``15``
-``interdigit_timeout``    seconds between keys                                      ``5``
-``attempts``              PIN attempts per callee before it is hung up              ``3``
-``overall_timeout``       seconds until somebody must have won (then 480)           ``60``
-``connect``               ``bridge`` (chan.connect, trace D1) or ``conference``      ``bridge``
-                          (room named after the caller leg, trace D2)
-========================  =========================================================  =========
+==============================  =========================================================  =========
+key                             meaning                                                    default
+==============================  =========================================================  =========
+``number``                      called numbers handled, comma-separated: an exact number,  ``*``
+                                ``^regex`` (matching the whole number) or ``prefix*``;
+                                ``*`` = every number.  The same syntax as the DSM
+                                adapter's ``number`` key.
+``only_numbers_with_callees``   ``yes``: a number without callees is left to Yate's        ``yes``
+                                other routers (``call.route`` unhandled; Yate answers 404
+                                unless regexroute & co. route it); ``no``: quizconnect
+                                claims every number of ``number`` and answers 404 itself.
+                                Python version only (the DSM version always claims).
+``db_url``                      ``sqlite:///file.db``, ``mysql://u:p@host/db``,             ``sqlite:///quizconnect.db``
+                                ``postgresql://u:p@host/db``
+``prompt_path``                 folder of ``welcome_caller.au``, ``welcome_callee.au``,    shipped prompts
+                                ``sorry_pin_wrong.au``, ``pin_goodbye.au``
+``outbound_domain``             host[:port] the callees are called at                     ``127.0.0.1:5080``
+``target``                      callto template of a callee leg (``{callee}``,            ``sip/sip:{callee}@{outbound_domain}``
+                                ``{outbound_domain}``, ``{called}``, ``{caller}``)
+``caller_id``                   caller (From user) of the callee legs                     ``quizconnect``
+``ring_timeout``                seconds a callee may ring                                 ``30``
+``pin_timeout``                 seconds for the first key after a prompt                  ``15``
+``interdigit_timeout``          seconds between keys                                      ``5``
+``attempts``                    PIN attempts per callee before it is hung up              ``3``
+``overall_timeout``             seconds until somebody must have won (then 480)           ``60``
+``connect``                     ``bridge`` (chan.connect, trace D1) or ``conference``      ``bridge``
+                                (room named after the caller leg, trace D2)
+==============================  =========================================================  =========
 
 Relative paths (``prompt_path``, a relative SQLite file) are taken relative to the folder of
 the configuration file.  Durations are seconds (``float``).
@@ -81,6 +86,7 @@ class QuizConfig:
     attempts: int = 3
     overall_timeout: float = 60.0
     connect: str = "bridge"
+    only_numbers_with_callees: bool = True
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "_matcher", number_matcher(self.number))
@@ -124,7 +130,9 @@ class QuizConfig:
         out: Dict[str, str] = {}
         for f in dataclasses.fields(self):
             v = getattr(self, f.name)
-            if isinstance(v, float):
+            if isinstance(v, bool):
+                v = "yes" if v else "no"
+            elif isinstance(v, float):
                 v = max(1, int(round(v)))
             out[f.name] = str(v)
         return out
@@ -156,6 +164,9 @@ def number_matcher(spec: str) -> Callable[[str], bool]:
 
 
 _FLOATS = ("ring_timeout", "pin_timeout", "interdigit_timeout", "overall_timeout")
+_BOOLS = ("only_numbers_with_callees",)
+_TRUTH = {"yes": True, "true": True, "on": True, "1": True,
+          "no": False, "false": False, "off": False, "0": False}
 
 
 def _from_mapping(values: Mapping[str, str], base: str, path: Optional[str]) -> QuizConfig:
@@ -172,6 +183,10 @@ def _from_mapping(values: Mapping[str, str], base: str, path: Optional[str]) -> 
                 kw[key] = float(value)
             except ValueError:
                 raise ConfigError(key, value, "not a number of seconds", path) from None
+        elif key in _BOOLS:
+            if value.lower() not in _TRUTH:
+                raise ConfigError(key, value, "use yes or no", path)
+            kw[key] = _TRUTH[value.lower()]
         elif key == "attempts":
             if not value.isdigit():
                 raise ConfigError(key, value, "not a whole number", path)
