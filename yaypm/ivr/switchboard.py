@@ -11,12 +11,13 @@ once (``chan.dtmf``/``chan.notify``) or ignored (notifications).
 
 from __future__ import annotations
 
-import heapq
 import itertools
 import os
 from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Set, Tuple
 
 from twisted.logger import Logger
+
+from yaypm.timers import TimerHeap
 
 if TYPE_CHECKING:
     from yaypm.dispatcher import Dispatcher, Message, Registration
@@ -24,104 +25,9 @@ if TYPE_CHECKING:
     from yaypm.ivr.media import Media
     from yaypm.ivr.routing import Route
 
-__all__ = ["Switchboard", "switchboard", "TimerHeap"]
+__all__ = ["Switchboard", "switchboard", "TimerHeap"]      # TimerHeap: yaypm.timers
 
 DEFAULT_PRIORITY = 50
-
-class _Timer:
-    """One timer of a :class:`TimerHeap` (the ``IDelayedCall`` methods Deferreds use)."""
-    __slots__ = ("heap", "time", "f", "args", "kw", "cancelled", "called")
-
-    def __init__(self, heap: "TimerHeap", time: float, f: Callable[..., Any],
-                 args: Tuple[Any, ...], kw: Dict[str, Any]) -> None:
-        self.heap = heap
-        self.time = time
-        self.f = f
-        self.args = args
-        self.kw = kw
-        self.cancelled = False
-        self.called = False
-
-    def getTime(self) -> float:
-        return self.time
-
-    def active(self) -> bool:
-        return not (self.cancelled or self.called)
-
-    def cancel(self) -> None:
-        if self.active():
-            self.cancelled = True
-            self.heap._cancelled(self)
-
-
-class TimerHeap:
-    """Many timers, one clock call: the legs' timeouts and sleeps (``IReactorTime`` enough
-    for ``Deferred.addTimeout`` and ``callLater``).
-
-    With thousands of legs each waiting for a key, one delayed call per leg would make
-    ``task.Clock`` re-sort its list on every insert; the heap keeps a single call on the clock,
-    for the earliest timer, and none once no timer is left.
-    """
-
-    log = Logger()
-
-    def __init__(self, clock: Any) -> None:
-        self.clock = clock
-        self._heap: List[Tuple[float, int, _Timer]] = []
-        self._seq = itertools.count()
-        self._live = 0
-        self._call: Any = None
-        self._call_time: Optional[float] = None
-
-    def seconds(self) -> float:
-        return self.clock.seconds()
-
-    def __len__(self) -> int:
-        return self._live
-
-    def callLater(self, delay: float, f: Callable[..., Any], *args: Any,
-                  **kw: Any) -> _Timer:
-        t = _Timer(self, self.clock.seconds() + max(delay, 0.0), f, args, kw)
-        heapq.heappush(self._heap, (t.time, next(self._seq), t))
-        self._live += 1
-        if self._call_time is None or t.time < self._call_time:
-            self._schedule(t.time)
-        return t
-
-    def _schedule(self, when: float) -> None:
-        if self._call is not None and self._call.active():
-            self._call.cancel()
-        self._call_time = when
-        self._call = self.clock.callLater(max(when - self.clock.seconds(), 0.0), self._fire)
-
-    def _cancelled(self, t: _Timer) -> None:
-        self._live -= 1
-        if self._live == 0:
-            self._heap = []
-            if self._call is not None and self._call.active():
-                self._call.cancel()
-            self._call = None
-            self._call_time = None
-
-    def _fire(self) -> None:
-        self._call = None
-        self._call_time = None
-        now = self.clock.seconds()
-        while self._heap and self._heap[0][0] <= now:
-            t = heapq.heappop(self._heap)[2]
-            if not t.active():
-                continue
-            t.called = True
-            self._live -= 1
-            try:
-                t.f(*t.args, **t.kw)
-            except Exception:
-                self.log.failure("Timer {f} failed", f=t.f)
-        while self._heap and not self._heap[0][2].active():
-            heapq.heappop(self._heap)
-        if self._heap and self._call is None:
-            self._schedule(self._heap[0][0])
-
 
 _ATTR = "_yaypm_ivr_switchboard"      # kept on the dispatcher: it lives and dies with it
 

@@ -17,12 +17,13 @@ connection does): it returns a :class:`Pending` and the dispatch resumes when th
 from __future__ import annotations
 
 import bisect
-import heapq
 import itertools
 from collections import deque
 from typing import Any, Callable, Deque, Dict, Iterable, List, Optional, Tuple, Union
 
 from twisted.logger import Logger
+
+from yaypm.timers import Timer, TimerHeap
 
 __all__ = ["SimMessage", "Pending", "Handler", "Engine", "run_steps", "BROADCAST"]
 
@@ -329,35 +330,6 @@ class _Dispatch:
         self.result.resolve(handled)
 
 
-class Timer:
-    """A timer of the engine's own scheduler (see :meth:`Engine.call_later`)."""
-
-    __slots__ = ("time", "seq", "fn", "args", "_engine", "_live")
-
-    def __init__(self, engine: "Engine", when: float, seq: int, fn: Callable[..., Any],
-                 args: tuple) -> None:
-        self._engine = engine
-        self.time = when
-        self.seq = seq
-        self.fn = fn
-        self.args = args
-        self._live = True
-
-    def active(self) -> bool:
-        return self._live
-
-    def cancel(self) -> None:
-        if self._live:
-            self._live = False
-            self._engine._timer_cancelled()
-
-    def getTime(self) -> float:
-        return self.time
-
-    def __lt__(self, other: "Timer") -> bool:
-        return (self.time, self.seq) < (other.time, other.seq)
-
-
 class Engine:
     """Handler list, dispatch, job queue and engine-wide settings of one simulated Yate.
 
@@ -386,70 +358,19 @@ class Engine:
         self.posthooks: List[Callable[[SimMessage, bool], None]] = []
         self._msgids = itertools.count(1)
         self.stats: Dict[str, int] = {"dispatched": 0, "enqueued": 0}
-        self._timers: List[Timer] = []
-        self._timer_seq = itertools.count()
-        self._live_timers = 0
-        self._clock_call: Any = None
-        self._clock_due = 0.0
+        # One clock call for all the engine's timers; the timers due at a tick run as jobs,
+        # so none re-enters a running one (the slack absorbs float drift of summed delays).
+        self._timers = TimerHeap(self.clock, run=self.run, slack=1e-9, batch=True)
 
     # -- timers --------------------------------------------------------------------------------
     def call_later(self, delay: float, fn: Callable[..., Any], *args: Any) -> Timer:
         """Run ``fn(*args)`` after ``delay`` seconds of the clock (``cancel()`` to stop).
 
-        The engine keeps its timers in a heap and gives the clock a single call for the
-        earliest one: ``task.Clock.callLater`` sorts all its calls on every insertion, which
-        made thousands of concurrent calls quadratic.  Each timer runs as a job, so it never
-        re-enters a running one.
+        The engine keeps its timers in a :class:`~yaypm.timers.TimerHeap`: a single clock
+        call for the earliest one, since ``task.Clock.callLater`` sorts all its calls on every
+        insertion, which made thousands of concurrent calls quadratic.
         """
-        now = self.clock.seconds()
-        t = Timer(self, now + max(delay, 0.0), next(self._timer_seq), fn, args)
-        heapq.heappush(self._timers, t)
-        self._live_timers += 1
-        self._arm()
-        return t
-
-    def _arm(self) -> None:
-        timers = self._timers
-        while timers and not timers[0]._live:
-            heapq.heappop(timers)
-        if not timers:
-            if self._clock_call is not None and self._clock_call.active():
-                self._clock_call.cancel()
-            self._clock_call = None
-            return
-        due = timers[0].time
-        call = self._clock_call
-        if call is not None and call.active():
-            if self._clock_due <= due:
-                return
-            call.cancel()
-        self._clock_due = due
-        self._clock_call = self.clock.callLater(max(due - self.clock.seconds(), 0.0),
-                                                self._fire)
-
-    def _timer_cancelled(self) -> None:
-        self._live_timers -= 1
-        if self._live_timers <= 0:
-            self._live_timers = 0
-            self._timers = []
-            if self._clock_call is not None and self._clock_call.active():
-                self._clock_call.cancel()
-            self._clock_call = None
-
-    def _fire(self) -> None:
-        self._clock_call = None
-        now = self.clock.seconds()
-        timers = self._timers
-        due: List[Timer] = []
-        while timers and timers[0].time <= now + 1e-9:
-            t = heapq.heappop(timers)
-            if t._live:
-                t._live = False
-                self._live_timers -= 1
-                due.append(t)
-        self._arm()
-        for t in due:
-            self.run(t.fn, *t.args)
+        return self._timers.callLater(delay, fn, *args)
 
     # -- time --------------------------------------------------------------------------------
     def now(self) -> float:
