@@ -127,7 +127,6 @@ class TCPDispatcherFactory(Factory):
         self.kwargs = kwargs or {}
         self.role = role
         self.clock = clock
-        self.dispatchers: list = []
 
     def buildProtocol(self, addr: Any) -> Protocol:
         proto = TCPDispatcher(self.start, self.args, self.kwargs, role=self.role,
